@@ -202,9 +202,8 @@ InactiveLimit=0
 KillWait=5
 MailProg=/bin/true
 Waittime=0
+# (no AccountingStorageTRES=gres/gpu: slurmctld then refuses to run without slurmdbd)
 GresTypes=gpu
-# track GPUs as a TRES so `scontrol show job` lists gres/gpu in AllocTRES
-AccountingStorageTRES=gres/gpu
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem Gres=gpu:$N_GPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -239,6 +238,9 @@ cmd_start() {
         fi
     done
 
+    # from here on, a failed start stops whatever it had started (logs stay)
+    STARTING_DIR=$dir
+    trap 'rc=$?; if ((rc != 0)); then log "start failed, stopping what was started"; cmd_stop "$STARTING_DIR" >/dev/null 2>&1 || true; fi' EXIT
     write_config "$dir"
     export SLURM_CONF=$dir/slurm.conf
     link_etc_conf "$dir"
@@ -275,15 +277,20 @@ cmd_start() {
     wait_pidfile "$dir/run/slurmd.pid" slurmd "$dir/log/slurmd.log" slurmd
     log "slurmd running (pid $(cat "$dir/run/slurmd.pid"))"
 
-    local deadline=$((SECONDS + START_TIMEOUT)) state=""
+    local deadline=$((SECONDS + START_TIMEOUT)) state="" d
     while :; do
         state=$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1 || true)
         [[ $state == idle ]] && break
+        for d in munged slurmctld slurmd; do
+            pid_alive "$dir/run/$d.pid" "$d" >/dev/null \
+                || die "$d exited during startup: $(grep -hE 'fatal|error' "$dir/log/$d.log" 2>/dev/null | tail -n 1)"
+        done
         if ((SECONDS >= deadline)); then
             die "node $NODE not idle after ${START_TIMEOUT}s (state '${state:-unreachable}'); see $dir/log/slurmctld.log and $dir/log/slurmd.log"
         fi
         sleep 0.25
     done
+    trap - EXIT
     log "cluster up: partition $PARTITION, node $NODE idle, $(nproc) CPUs, gpu:$N_GPUS (fake)"
     echo "export SLURM_CONF=$dir/slurm.conf"
 }

@@ -1,0 +1,150 @@
+"""One pandera schema per artifact. Every Parquet read and write goes through ``oncobench.io``.
+
+Schemas are strict (no extra columns) and inherit from small keys, so a column means the
+same thing in every table.
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+STATUSES = ["alive", "dead", "recovered"]
+STAGES = ["I", "II", "IIIA", "IIIB", "IV"]
+
+
+class _Strict(pa.DataFrameModel):
+    class Config:
+        strict = True
+        coerce = False
+
+
+class PatientKey(_Strict):
+    patient_id: Series[int] = pa.Field(ge=0)
+
+
+class Cohort(PatientKey):
+    """One row per patient: covariates and the mechanistic parameters that generated them."""
+
+    stage: Series[str] = pa.Field(isin=STAGES)
+    patient_type: Series[int] = pa.Field(isin=[1, 2, 3])
+    difficulty_tier: Series[int] = pa.Field(isin=[1, 2, 3])
+    initial_diameter_cm: Series[float] = pa.Field(ge=0.3, le=13.0)
+    initial_volume_cm3: Series[float] = pa.Field(gt=0)
+    growth_rate_per_day: Series[float] = pa.Field(gt=0)
+    radio_alpha_per_gy: Series[float] = pa.Field(gt=0)
+    radio_beta_per_gy2: Series[float] = pa.Field(gt=0)
+    chemo_beta_c: Series[float]
+    carrying_capacity_cm3: Series[float] = pa.Field(gt=0)
+
+    @pa.dataframe_check
+    def unique_patients(cls, df) -> bool:  # noqa: N805
+        return bool(df["patient_id"].is_unique)
+
+
+class Trajectory(PatientKey):
+    """One row per patient and recorded day: true latent state and what the clinic observed."""
+
+    day: Series[int] = pa.Field(ge=0)
+    active: Series[bool]
+    status: Series[str] = pa.Field(isin=STATUSES)
+    volume_cm3: Series[float] = pa.Field(ge=0)
+    diameter_cm: Series[float] = pa.Field(ge=0)
+    chemo_concentration: Series[float] = pa.Field(ge=0)
+    radio_dose_gy: Series[float] = pa.Field(ge=0)
+    chemo_given: Series[bool]
+    radio_given: Series[bool]
+    scanned: Series[bool]
+    diameter_obs_cm: Series[float] = pa.Field(ge=0, nullable=True)
+
+
+class RegimenOutcome(PatientKey):
+    """Each patient x regimen x replicate x horizon: the counterfactual ground truth."""
+
+    regimen: Series[str]
+    replicate: Series[int] = pa.Field(ge=0)
+    horizon_day: Series[int] = pa.Field(ge=1)
+    volume_cm3: Series[float] = pa.Field(ge=0)
+    status: Series[str] = pa.Field(isin=STATUSES)
+    chemo_doses: Series[int] = pa.Field(ge=0)
+    radio_dose_gy: Series[float] = pa.Field(ge=0)
+    died: Series[bool]
+    death_day: Series[float] = pa.Field(ge=0, nullable=True)
+    recovered: Series[bool]
+    recovery_day: Series[float] = pa.Field(ge=0, nullable=True)
+
+
+class _BranchStart(PatientKey):
+    patient_type: Series[int] = pa.Field(isin=[1, 2, 3])
+    volume_cm3: Series[float] = pa.Field(ge=0)
+    chemo_concentration_prev: Series[float] = pa.Field(ge=0)
+    is_factual: Series[bool]
+
+
+class OneStep(_BranchStart):
+    """Each test patient x day x treatment combination: the next day's volume (common noise)."""
+
+    day: Series[int] = pa.Field(ge=0)
+    chemo: Series[bool]
+    radio: Series[bool]
+    volume_next_cm3: Series[float] = pa.Field(ge=0)
+    status_next: Series[str] = pa.Field(isin=STATUSES)
+
+
+class TauStep(_BranchStart):
+    """Each test patient x start day x treatment sequence x tau: the volume tau days later."""
+
+    start_day: Series[int] = pa.Field(ge=0)
+    sequence: Series[int] = pa.Field(ge=0)
+    chemo_plan: Series[str] = pa.Field(str_matches=r"^[01]+$")
+    radio_plan: Series[str] = pa.Field(str_matches=r"^[01]+$")
+    tau: Series[int] = pa.Field(ge=1)
+    volume_tau_cm3: Series[float] = pa.Field(ge=0)
+    status_tau: Series[str] = pa.Field(isin=STATUSES)
+
+
+class VerificationCheck(_Strict):
+    """One verification check result; ``passed`` is null for figures reported without a gate."""
+
+    check: Series[str]
+    subject: Series[str]
+    metric: Series[str]
+    value: Series[float] = pa.Field(nullable=True)
+    threshold: Series[float] = pa.Field(nullable=True)
+    passed: Series[pa.BOOL] = pa.Field(nullable=True)
+
+
+class RecoveryPrediction(PatientKey):
+    """Held-out patients: true parameter, posterior mean and SD from the inverse network."""
+
+    parameter: Series[str]
+    true_value: Series[float]
+    predicted_mean: Series[float]
+    predicted_sd: Series[float] = pa.Field(ge=0)
+
+
+class Verdict(_Strict):
+    verdict: Series[str] = pa.Field(isin=["pass", "fail"])
+    n_checks: Series[int] = pa.Field(ge=0)
+    n_failed: Series[int] = pa.Field(ge=0)
+    reasons: Series[str]
+
+
+class Metric(_Strict):
+    """Each model x task x confounding strength x difficulty tier x metric, with a bootstrap CI."""
+
+    model: Series[str]
+    task: Series[str]
+    gamma: Series[float] = pa.Field(ge=0)
+    tier: Series[str] = pa.Field(isin=["all", "1", "2", "3"])
+    metric: Series[str]
+    estimate: Series[float] = pa.Field(nullable=True)
+    ci_low: Series[float] = pa.Field(nullable=True)
+    ci_high: Series[float] = pa.Field(nullable=True)
+    n: Series[int] = pa.Field(ge=0)
+
+
+SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
+    cls.__name__: cls
+    for cls in (Cohort, Trajectory, RegimenOutcome, OneStep, TauStep, VerificationCheck, RecoveryPrediction, Verdict, Metric)
+}

@@ -65,3 +65,11 @@ def from_frame(df: pd.DataFrame, device: torch.device | str = "cpu") -> g.Geng20
         chemo_beta_c=t("chemo_beta_c"),
         carrying_capacity_cm3=t("carrying_capacity_cm3"),
     )
+
+
+def is_test_patient(seed: int, patient_id: torch.Tensor, test_fraction: float) -> torch.Tensor:
+    """Deterministic train/test split by a keyed hash of the patient id (not by shard or N)."""
+    from oncobench import rng
+    from oncobench.rng import Stream
+
+    return rng.uniform(rng.patient_keys(seed, Stream.SPLIT, patient_id), 0) < test_fraction

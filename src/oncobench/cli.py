@@ -101,6 +101,173 @@ def _check_gamma(cfg: Config, gamma: float) -> None:
         raise ConfigError(f"--gamma {gamma:g}: not one of policy.gamma {list(cfg.gammas)}")
 
 
+# --------------------------------------------------------------------------- counterfactuals
+def _counterfactuals_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", type=Path, required=True, help="cohort shard Parquet")
+    p.add_argument("--out", type=Path, required=True, help="output Parquet (RegimenOutcome schema)")
+
+
+@command("counterfactuals", _counterfactuals_args)
+def _counterfactuals(args: argparse.Namespace, cfg: Config) -> None:
+    """Every patient under every configured regimen (common random numbers)."""
+    from oncobench import cohort, counterfactuals, io, schemas, trajectories
+
+    device = resolve_device(cfg.device)
+    c = cohort.from_frame(io.read_table(args.cohort, schemas.Cohort), device=device)
+    cf = cfg.counterfactuals
+    rows_per_patient = len(cf.regimens) * cf.replicates
+    size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
+    with io.ShardWriter(args.out, schemas.RegimenOutcome, stamp_for(cfg, device=device)) as w:
+        for part in counterfactuals.batches(c, size):
+            w.write(
+                counterfactuals.regimen_outcomes(
+                    part, cf.regimens, seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat,
+                    horizons=cf.horizons_days, replicates=cf.replicates,
+                )
+            )
+    log.info("counterfactuals: %d patients x %d regimens x %d replicates -> %s", len(c), len(cf.regimens), cf.replicates, args.out)
+
+
+def _test_sets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", type=Path, required=True, help="cohort shard Parquet")
+    p.add_argument("--gamma", type=float, required=True, help="confounding strength of the factual history")
+    p.add_argument("--out-onestep", type=Path, required=True, help="output Parquet (OneStep schema)")
+    p.add_argument("--out-taustep", type=Path, required=True, help="output Parquet (TauStep schema)")
+
+
+@command("counterfactual-tests", _test_sets_args)
+def _test_sets(args: argparse.Namespace, cfg: Config) -> None:
+    """One-step and tau-step counterfactual test sets of the shard's test patients."""
+    from oncobench import cohort, counterfactuals, io, schemas, trajectories
+
+    _check_gamma(cfg, args.gamma)
+    device = resolve_device(cfg.device)
+    c = cohort.from_frame(io.read_table(args.cohort, schemas.Cohort), device=device)
+    test = cohort.is_test_patient(cfg.seed, c.patient_id, cfg.counterfactuals.test_fraction)
+    c = c.take(torch.nonzero(test, as_tuple=True)[0])
+    cf = cfg.counterfactuals
+    common = dict(seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat, gamma=args.gamma,
+                  window_days=cfg.policy.window_days)
+    rows_per_patient = 4 + (2 * cf.tau_max + 1) * cf.tau_max // cf.tau_start_every_days + 1
+    size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
+    stamp = stamp_for(cfg, gamma=args.gamma, device=device)
+    with io.ShardWriter(args.out_onestep, schemas.OneStep, stamp) as w1, io.ShardWriter(args.out_taustep, schemas.TauStep, stamp) as w2:
+        if len(c) == 0:
+            raise ConfigError(f"--cohort {args.cohort}: no test patients in this shard; raise counterfactuals.test_fraction or cohort.n_patients")
+        for part in counterfactuals.batches(c, size):
+            w1.write(counterfactuals.one_step(part, **common))
+            w2.write(counterfactuals.tau_step(part, tau_max=cf.tau_max, start_every_days=cf.tau_start_every_days, **common))
+    log.info("counterfactual tests: %d test patients, %d one-step rows, %d tau-step rows", len(c), w1.rows, w2.rows)
+
+
+# --------------------------------------------------------------------------- verify
+def _read_many(paths: Sequence[Path], schema) -> "pd.DataFrame":
+    import pandas as pd
+
+    from oncobench import io
+
+    return pd.concat([io.read_table(p, schema) for p in paths], ignore_index=True)
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gamma", type=float, required=True)
+    p.add_argument("--cohort", type=Path, nargs="+", required=True, help="cohort shards")
+    p.add_argument("--trajectories", type=Path, nargs="+", required=True, help="trajectory shards of this gamma")
+    p.add_argument("--out-checks", type=Path, required=True)
+    p.add_argument("--out-predictions", type=Path, required=True)
+    p.add_argument("--out-verdict", type=Path, required=True)
+    p.add_argument("--out-figure", type=Path, required=True, help="parameter recovery figure (PNG)")
+
+
+@command("verify", _verify_args)
+def _verify(args: argparse.Namespace, cfg: Config) -> None:
+    """Inverse verification of the simulator on the release cohort."""
+    from oncobench import cohort, figures, io, schemas, verification
+
+    _check_gamma(cfg, args.gamma)
+    device = resolve_device(cfg.device)
+    c = cohort.from_frame(_read_many(args.cohort, schemas.Cohort))
+    traj = _read_many(args.trajectories, schemas.Trajectory)
+    result = verification.verify(c, traj, cfg, args.gamma, device)
+    stamp = stamp_for(cfg, gamma=args.gamma, device=device)
+    io.write_table(result.checks, args.out_checks, schemas.VerificationCheck, stamp)
+    io.write_table(result.predictions, args.out_predictions, schemas.RecoveryPrediction, stamp)
+    figures.save(figures.plot_recovery(result.predictions), args.out_figure)
+    io.write_table(result.verdict, args.out_verdict, schemas.Verdict, stamp)
+    v = result.verdict.iloc[0]
+    log.info("verify gamma=%g: verdict %s (%d of %d checks failed) %s", args.gamma, v.verdict, v.n_failed, v.n_checks, v.reasons)
+
+
+# --------------------------------------------------------------------------- evaluate
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gamma", type=float, required=True)
+    p.add_argument("--cohort", type=Path, nargs="+", required=True)
+    p.add_argument("--trajectories", type=Path, nargs="+", required=True)
+    p.add_argument("--regimens", type=Path, nargs="+", required=True)
+    p.add_argument("--onestep", type=Path, nargs="+", required=True)
+    p.add_argument("--taustep", type=Path, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True, help="output Parquet (Metric schema)")
+
+
+@command("evaluate", _evaluate_args)
+def _evaluate(args: argparse.Namespace, cfg: Config) -> None:
+    """Score the built-in and configured models against the counterfactual truth."""
+    from oncobench import evaluation, io, schemas
+
+    _check_gamma(cfg, args.gamma)
+    device = resolve_device(cfg.device)
+    metrics = evaluation.evaluate(
+        cfg=cfg,
+        gamma=args.gamma,
+        cohort=_read_many(args.cohort, schemas.Cohort),
+        trajectories=_read_many(args.trajectories, schemas.Trajectory),
+        onestep=_read_many(args.onestep, schemas.OneStep),
+        taustep=_read_many(args.taustep, schemas.TauStep),
+        regimen_outcomes=_read_many(args.regimens, schemas.RegimenOutcome),
+        device=device,
+    )
+    io.write_table(metrics, args.out, schemas.Metric, stamp_for(cfg, gamma=args.gamma))
+    log.info("evaluate gamma=%g: %d metric rows -> %s", args.gamma, len(metrics), args.out)
+
+
+# --------------------------------------------------------------------------- report
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="summary Markdown file")
+    p.add_argument("--out-figure", type=Path, required=True, help="trajectories-by-treatment figure (PNG)")
+
+
+@command("report", _report_args)
+def _report(args: argparse.Namespace, cfg: Config) -> None:
+    """Write the human summary (Markdown) with its figures."""
+    from oncobench import report
+
+    report.write_summary(cfg, args.results_dir, args.out, args.out_figure)
+    log.info("summary -> %s", args.out)
+
+
+# --------------------------------------------------------------------------- track
+def _track_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--snakemake-version", default="unknown")
+    p.add_argument("--out", type=Path, required=True, help="JSON with the MLflow run ids")
+
+
+@command("track", _track_args)
+def _track(args: argparse.Namespace, cfg: Config) -> None:
+    """Log the finished workflow run to MLflow (parent run + one nested run per stage)."""
+    import json
+
+    from oncobench import tracking
+    from oncobench.io import atomic_write_text
+
+    info = tracking.log_workflow_run(
+        cfg, args.results_dir, snakemake_version=args.snakemake_version, device=str(resolve_device(cfg.device))
+    )
+    atomic_write_text(args.out, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    log.info("tracked as MLflow run %s at %s", info["run_id"], info["tracking_uri"])
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oncobench", description=__doc__.splitlines()[0])

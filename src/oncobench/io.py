@@ -95,12 +95,22 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; artifacts are ordinary files
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (for JSON and Markdown outputs)."""
+    path = Path(path)
+    with _atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_table(df: pd.DataFrame, path: str | Path, schema: type[pa.DataFrameModel], stamp: Stamp) -> None:

@@ -101,6 +101,10 @@ wait_pidfile() {  # wait_pidfile PIDFILE COMM LOGFILE WHAT
     die "$what did not start (no live pid in $pidfile); last log lines: $(tail -n 3 "$logfile" 2>/dev/null | tr '\n' ' ')"
 }
 
+last_lines() {  # last_lines DIR NAME -> last log lines of a daemon, on one line
+    cat "$1/log/$2.out" "$1/log/$2.log" 2>/dev/null | grep -v '^$' | tail -n 3 | tr '\n' ' '
+}
+
 kill_pidfile() {  # kill_pidfile PIDFILE COMM
     local pidfile=$1 comm=$2 pid i
     if pid=$(pid_alive "$pidfile" "$comm"); then
@@ -233,6 +237,9 @@ cmd_start() {
     fi
     local port
     for port in "$CTLD_PORT" "$SLURMD_PORT"; do
+        if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1024 || port > 65535)); then
+            die "invalid port '$port' (want 1024-65535)"
+        fi
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             die "port $port on 127.0.0.1 is already in use (set SLURM_TEST_CTLD_PORT/SLURM_TEST_SLURMD_PORT)"
         fi
@@ -262,18 +269,18 @@ cmd_start() {
         --log-file="$dir/log/munged.log" \
         --seed-file="$dir/munge/munged.seed" \
         </dev/null >>"$dir/log/munged.out" 2>&1 \
-        || die "munged failed to start: $(tail -n 2 "$dir/log/munged.out" "$dir/log/munged.log" 2>/dev/null | tr '\n' ' ')"
+        || die "munged failed to start: $(last_lines "$dir" munged)"
     wait_pidfile "$dir/run/munged.pid" munged "$dir/log/munged.log" munged
     log "munged running (pid $(cat "$dir/run/munged.pid"))"
 
     # -i: ignore stale state files from an earlier run in the same DIR
     slurmctld -i -f "$dir/slurm.conf" </dev/null >>"$dir/log/slurmctld.out" 2>&1 \
-        || die "slurmctld failed to start: $(tail -n 3 "$dir/log/slurmctld.log" 2>/dev/null | tr '\n' ' ')"
+        || die "slurmctld failed to start: $(last_lines "$dir" slurmctld)"
     wait_pidfile "$dir/run/slurmctld.pid" slurmctld "$dir/log/slurmctld.log" slurmctld
     log "slurmctld running (pid $(cat "$dir/run/slurmctld.pid"))"
 
     slurmd -N "$NODE" -f "$dir/slurm.conf" </dev/null >>"$dir/log/slurmd.out" 2>&1 \
-        || die "slurmd failed to start: $(tail -n 3 "$dir/log/slurmd.log" 2>/dev/null | tr '\n' ' ')"
+        || die "slurmd failed to start: $(last_lines "$dir" slurmd)"
     wait_pidfile "$dir/run/slurmd.pid" slurmd "$dir/log/slurmd.log" slurmd
     log "slurmd running (pid $(cat "$dir/run/slurmd.pid"))"
 

@@ -1,0 +1,27 @@
+# oncobench: synthetic precision-oncology benchmark releases.
+# Entry point only; one .smk per stage under rules/, science in the `oncobench` package.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/cohort.smk"
+include: "rules/simulate.smk"
+include: "rules/verify.smk"
+include: "rules/counterfactuals.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+include: "rules/track.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

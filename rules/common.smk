@@ -1,0 +1,82 @@
+# Input functions and helpers shared by the rules; no rules here.
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake import __version__ as SNAKEMAKE_VERSION
+
+from oncobench.config import ConfigError, format_gamma, from_mapping
+
+try:
+    CFG = from_mapping(config)
+except ConfigError as exc:
+    sys.exit(f"oncobench: invalid configuration: {exc}")
+
+R = CFG.results_dir
+SHARDS = list(range(CFG.cohort.shards))
+GAMMAS = [format_gamma(g) for g in CFG.gammas]
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    gamma=r"[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?",
+
+
+def resolved_config_file():
+    """The validated config with defaults filled, written only when its content changes.
+
+    Every job reads this one file, so `--config` overrides and defaults reach the CLI, and a
+    changed config changes the file's mtime, which re-runs what depends on it.
+    """
+    path = Path(R) / "config.resolved.yaml"
+    text = yaml.safe_dump(dict(CFG.raw), sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
+
+
+CONFIG_FILE = resolved_config_file()
+
+
+def cohort_shards(wildcards):
+    return expand(f"{R}/cohort/shard-{{shard}}.parquet", shard=SHARDS)
+
+
+def trajectory_shards(wildcards):
+    return expand(f"{R}/trajectories/gamma-{{gamma}}/shard-{{shard}}.parquet", gamma=wildcards.gamma, shard=SHARDS)
+
+
+def regimen_shards(wildcards):
+    return expand(f"{R}/counterfactuals/regimens/shard-{{shard}}.parquet", shard=SHARDS)
+
+
+def onestep_shards(wildcards):
+    return expand(f"{R}/counterfactuals/gamma-{{gamma}}/onestep/shard-{{shard}}.parquet", gamma=wildcards.gamma, shard=SHARDS)
+
+
+def taustep_shards(wildcards):
+    return expand(f"{R}/counterfactuals/gamma-{{gamma}}/taustep/shard-{{shard}}.parquet", gamma=wildcards.gamma, shard=SHARDS)
+
+
+def verification_dirs(wildcards=None):
+    return expand(f"{R}/verification/gamma-{{gamma}}/verdict.parquet", gamma=GAMMAS)
+
+
+def metric_files(wildcards=None):
+    return expand(f"{R}/metrics/gamma-{{gamma}}.parquet", gamma=GAMMAS)
+
+
+def benchmark_path(rule_name, pattern=""):
+    return f"{R}/benchmarks/{rule_name}/{pattern or 'all'}.tsv"
+
+
+def log_path(rule_name, pattern=""):
+    return f"{R}/logs/{rule_name}/{pattern or 'all'}.log"
+
+
+def all_outputs():
+    return [
+        f"{R}/summary/summary.md",
+        f"{R}/tracking/mlflow_run.json",
+    ]

@@ -39,6 +39,11 @@ def resolved_config_file():
 CONFIG_FILE = resolved_config_file()
 
 
+def results_root(wildcards, input):
+    """The results folder, inferred from the resolved config file that every rule reads."""
+    return str(Path(input.config).parent)
+
+
 def cohort_shards(wildcards):
     return expand(f"{R}/cohort/shard-{{shard}}.parquet", shard=SHARDS)
 

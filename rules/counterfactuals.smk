@@ -8,6 +8,7 @@ rule simulate_counterfactual_regimens:
         log_path("simulate_counterfactual_regimens", "shard-{shard}"),
     benchmark:
         benchmark_path("simulate_counterfactual_regimens", "shard-{shard}")
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
@@ -15,7 +16,7 @@ rule simulate_counterfactual_regimens:
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench counterfactuals --config {input.config} --cohort {input.cohort} --out {output} > {log} 2>&1"
+        "oncobench counterfactuals --config {input.config} --threads {threads} --cohort {input.cohort} --out {output} > {log} 2>&1"
 
 
 rule build_counterfactual_test_sets:
@@ -29,6 +30,7 @@ rule build_counterfactual_test_sets:
         log_path("build_counterfactual_test_sets", "gamma-{gamma}/shard-{shard}"),
     benchmark:
         benchmark_path("build_counterfactual_test_sets", "gamma-{gamma}/shard-{shard}")
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
@@ -36,5 +38,5 @@ rule build_counterfactual_test_sets:
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench counterfactual-tests --config {input.config} --cohort {input.cohort} --gamma {wildcards.gamma}"
+        "oncobench counterfactual-tests --config {input.config} --threads {threads} --cohort {input.cohort} --gamma {wildcards.gamma}"
         " --out-onestep {output.onestep} --out-taustep {output.taustep} > {log} 2>&1"

@@ -12,12 +12,13 @@ rule evaluate_models:
         log_path("evaluate_models", "gamma-{gamma}"),
     benchmark:
         benchmark_path("evaluate_models", "gamma-{gamma}")
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench evaluate --config {input.config} --gamma {wildcards.gamma} --cohort {input.cohort}"
+        "oncobench evaluate --config {input.config} --threads {threads} --gamma {wildcards.gamma} --cohort {input.cohort}"
         " --trajectories {input.trajectories} --regimens {input.regimens} --onestep {input.onestep}"
         " --taustep {input.taustep} --out {output} > {log} 2>&1"

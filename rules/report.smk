@@ -17,15 +17,18 @@ rule write_summary:
             caption="../workflow/report/trajectories.rst",
             category="Summary",
         ),
+    params:
+        results=results_root,
     log:
         log_path("write_summary"),
     benchmark:
         benchmark_path("write_summary")
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench report --config {input.config} --results-dir {R} --out {output.summary}"
+        "oncobench report --config {input.config} --threads {threads} --results-dir {params.results} --out {output.summary}"
         " --out-figure {output.trajectories} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule simulate_trajectories:
         log_path("simulate_trajectories", "gamma-{gamma}/shard-{shard}"),
     benchmark:
         benchmark_path("simulate_trajectories", "gamma-{gamma}/shard-{shard}")
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
@@ -15,5 +16,5 @@ rule simulate_trajectories:
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench simulate --config {input.config} --cohort {input.cohort} --gamma {wildcards.gamma}"
+        "oncobench simulate --config {input.config} --threads {threads} --cohort {input.cohort} --gamma {wildcards.gamma}"
         " --out {output} > {log} 2>&1"

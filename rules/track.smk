@@ -12,16 +12,18 @@ rule track_run:
     output:
         f"{R}/tracking/mlflow_run.json",
     params:
+        results=results_root,
         snakemake_version=SNAKEMAKE_VERSION,
     log:
         log_path("track_run"),
     benchmark:
         benchmark_path("track_run")
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench track --config {input.config} --results-dir {R} --snakemake-version {params.snakemake_version}"
+        "oncobench track --config {input.config} --threads {threads} --results-dir {params.results} --snakemake-version {params.snakemake_version}"
         " --out {output} > {log} 2>&1"

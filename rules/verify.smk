@@ -17,6 +17,7 @@ rule verify_simulator:
         log_path("verify_simulator", "gamma-{gamma}"),
     benchmark:
         benchmark_path("verify_simulator", "gamma-{gamma}")
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
@@ -24,6 +25,6 @@ rule verify_simulator:
     conda:
         "../envs/oncobench.yaml"
     shell:
-        "oncobench verify --config {input.config} --gamma {wildcards.gamma} --cohort {input.cohort}"
+        "oncobench verify --config {input.config} --threads {threads} --gamma {wildcards.gamma} --cohort {input.cohort}"
         " --trajectories {input.trajectories} --out-checks {output.checks} --out-predictions {output.predictions}"
         " --out-verdict {output.verdict} --out-figure {output.recovery} > {log} 2>&1"

@@ -148,8 +148,10 @@ def _test_sets(args: argparse.Namespace, cfg: Config) -> None:
     cf = cfg.counterfactuals
     common = dict(seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat, gamma=args.gamma,
                   window_days=cfg.policy.window_days)
-    rows_per_patient = 4 + (2 * cf.tau_max + 1) * cf.tau_max // cf.tau_start_every_days + 1
-    size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
+    # branch rows per patient: 4 per day (one-step) + (2 tau_max + 1) per start day (tau-step)
+    starts = max(1, (cfg.simulation.days - cf.tau_max) // cf.tau_start_every_days + 1)
+    rows_per_patient = 4 * (cfg.simulation.days - 1) + (2 * cf.tau_max + 1) * starts
+    size = max(1, trajectories.MAX_PATIENT_DAYS_PER_BATCH // (rows_per_patient * cf.tau_max))
     stamp = stamp_for(cfg, gamma=args.gamma, device=device)
     with io.ShardWriter(args.out_onestep, schemas.OneStep, stamp) as w1, io.ShardWriter(args.out_taustep, schemas.TauStep, stamp) as w2:
         if len(c) == 0:
@@ -276,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (setup, fn) in _COMMANDS.items():
         p = sub.add_parser(name, help=(fn.__doc__ or name).strip().splitlines()[0] if fn.__doc__ else name)
         p.add_argument("--config", type=Path, default=None, help="YAML config (default: embedded defaults)")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
         setup(p)
     return parser
 
@@ -288,13 +291,17 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from oncobench.io import ArtifactError
+    from oncobench.predictors import ModelError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        # Snakemake passes the rule's {threads}: more would oversubscribe cores shared with other jobs.
+        torch.set_num_threads(max(1, args.threads))
     try:
         cfg = load_config(args.config)
         _COMMANDS[args.command][1](args, cfg)
-    except (ConfigError, ArtifactError) as exc:
+    except (ConfigError, ArtifactError, ModelError) as exc:
         print(f"oncobench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -226,6 +226,11 @@ class Config:
             raise ConfigError(
                 f"config key 'evaluate.horizon_days': {self.evaluate.horizon_days}; expected < simulation.days ({days})"
             )
+        if self.evaluate.horizon_days not in self.counterfactuals.horizons_days:
+            raise ConfigError(
+                f"config key 'evaluate.horizon_days': {self.evaluate.horizon_days} is not one of "
+                f"counterfactuals.horizons_days {list(self.counterfactuals.horizons_days)}; expected one of them"
+            )
         if self.counterfactuals.tau_max >= days:
             raise ConfigError(
                 f"config key 'counterfactuals.tau_max': {self.counterfactuals.tau_max}; expected < simulation.days ({days})"

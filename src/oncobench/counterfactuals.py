@@ -135,7 +135,6 @@ def one_step(
     """The :class:`oncobench.schemas.OneStep` set: every alive day t < days-1 of every patient
     under all four (chemo, radio) choices at t, with the factual noise of day t+1."""
     factual = _factual(cohort, seed=seed, days=days, compat=compat, gamma=gamma, window_days=window_days)
-    n = len(cohort)
     t_all = torch.arange(days - 1, device=cohort.patient_id.device)
     alive = t_all.unsqueeze(0) < factual.stop_day.unsqueeze(1)  # alive on day t (not yet stopped)
     p_idx, t_idx = torch.nonzero(alive, as_tuple=True)
@@ -152,7 +151,6 @@ def one_step(
         chemo_plan=combo[:, :1], radio_plan=combo[:, 1:],
     )
     is_factual = (combo[:, 0] == factual.chemo_given[p_idx, t_idx]) & (combo[:, 1] == factual.radio_given[p_idx, t_idx])
-    del n
     return pd.DataFrame(
         {
             "patient_id": sub.patient_id.cpu().numpy(),

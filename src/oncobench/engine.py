@@ -66,12 +66,18 @@ class Course:
         return g.RADIO_DOSE_GY * self.radio_given.to(torch.float64)
 
 
-_STREAMS = (Stream.PROCESS_NOISE, Stream.RECOVERY, Stream.POLICY, Stream.OBSERVATION)
-
-
-def noise_keys(seed: int, cohort: g.Geng2017Cohort, replicate: int | torch.Tensor) -> dict[Stream, torch.Tensor]:
-    """The per-row keys of every stream the dynamics use."""
-    return {s: rng.patient_keys(seed, s, cohort.patient_id, replicate) for s in _STREAMS}
+def noise_keys(
+    seed: int, cohort: g.Geng2017Cohort, replicate: int | torch.Tensor, *, compat: str, policy: bool, observed: bool
+) -> dict[Stream, torch.Tensor]:
+    """The per-row keys of the streams a simulation uses (only those: keys cost hashing)."""
+    streams = [Stream.PROCESS_NOISE]
+    if compat == "reference":
+        streams.append(Stream.RECOVERY)
+    if policy:
+        streams.append(Stream.POLICY)
+    if observed:
+        streams.append(Stream.OBSERVATION)
+    return {s: rng.patient_keys(seed, s, cohort.patient_id, replicate) for s in streams}
 
 
 def advance(
@@ -116,7 +122,9 @@ def simulate_course(
     n = len(cohort)
     dev = cohort.patient_id.device
     f64 = torch.float64
-    keys = noise_keys(seed, cohort, replicate)
+    keys = noise_keys(
+        seed, cohort, replicate, compat=compat, policy=isinstance(treatment, Policy), observed=observation is not None
+    )
     dyn = g.Dynamics.of(cohort)
 
     # day-major buffers: writing row t is contiguous
@@ -170,7 +178,7 @@ def simulate_course(
         chemo_rec[t] = chemo
         radio_rec[t] = radio
 
-    obs = observe(vol, keys[Stream.OBSERVATION], observation)
+    obs = observe(vol, keys.get(Stream.OBSERVATION), observation)
     return Course(
         volume_cm3=vol.T,
         chemo_concentration=conc_rec.T,
@@ -182,13 +190,13 @@ def simulate_course(
     )
 
 
-def observe(volume_dm: torch.Tensor, keys: torch.Tensor, observation: Observation | None) -> torch.Tensor:
+def observe(volume_dm: torch.Tensor, keys: torch.Tensor | None, observation: Observation | None) -> torch.Tensor:
     """Measured diameters (cm), day-major (days, rows), on scan days and NaN elsewhere.
 
     The measurement error is log-normal with SD ``diameter_cv`` (median-unbiased).
     """
     out = torch.full_like(volume_dm, float("nan"))
-    if observation is None:
+    if observation is None or keys is None:
         return out
     for t in range(0, volume_dm.shape[0], observation.scan_every_days):
         z = rng.normal(keys, t)
@@ -220,7 +228,7 @@ def roll_forward(
     """
     n, tau = chemo_plan.shape
     f64 = torch.float64
-    keys = noise_keys(seed, cohort, replicate)
+    keys = noise_keys(seed, cohort, replicate, compat=compat, policy=False, observed=False)
     dyn = g.Dynamics.of(cohort)
     v = volume.clone()
     conc = conc_prev.clone()

@@ -15,7 +15,7 @@ import pytest
 
 from oncobench import io, schemas
 
-from .conftest import ROOT, copy_workflow, env_with_venv, snakemake
+from workflow_helpers import ROOT, copy_workflow, env_with_venv, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"

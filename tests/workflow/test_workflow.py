@@ -8,7 +8,7 @@ import pytest
 
 from oncobench import io, schemas
 
-from .conftest import copy_workflow, snakemake
+from workflow_helpers import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,138 @@
+"""The human summary of a workflow run: a Markdown page with headline numbers and figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from oncobench import __version__, cohort, counterfactuals, figures, io, schemas
+from oncobench.config import Config, format_gamma
+
+SAMPLE_PATIENTS = 12
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A GitHub Markdown table (no extra dependency)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, (float, np.floating)):
+                cells.append("" if pd.isna(v) else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ci(row) -> str:
+    if pd.isna(row.estimate):
+        return ""
+    return f"{row.estimate:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+
+
+def _rel(target: Path, start: Path) -> str:
+    return os.path.relpath(target, start)
+
+
+def trajectory_sample(cfg: Config, cohort_df: pd.DataFrame, n: int = SAMPLE_PATIENTS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Daily volumes of the first ``n`` patients under every regimen (common random numbers)."""
+    c = cohort.from_frame(cohort_df.head(n))
+    course, reg_idx, _ = counterfactuals.simulate_regimens(
+        c, cfg.counterfactuals.regimens, seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat
+    )
+    vol = course.volume_cm3.numpy()
+    idx = reg_idx.numpy()
+    by_regimen = {r.name: vol[idx == i] for i, r in enumerate(cfg.counterfactuals.regimens)}
+    return np.arange(cfg.simulation.days), by_regimen
+
+
+def write_summary(cfg: Config, results_dir: str | Path, out: str | Path, out_figure: str | Path) -> None:
+    """Write ``out`` (Markdown) and the trajectories-by-treatment figure ``out_figure``."""
+    results = Path(results_dir)
+    out = Path(out)
+    here = out.parent
+    shards = [results / "cohort" / f"shard-{k}.parquet" for k in range(cfg.cohort.shards)]
+    cohort_df = pd.concat([io.read_table(p, schemas.Cohort) for p in shards], ignore_index=True)
+    regimens = pd.concat(
+        [io.read_table(results / "counterfactuals" / "regimens" / f"shard-{k}.parquet", schemas.RegimenOutcome) for k in range(cfg.cohort.shards)],
+        ignore_index=True,
+    )
+
+    days, by_regimen = trajectory_sample(cfg, cohort_df)
+    figures.save(figures.plot_trajectories_by_treatment(days, by_regimen), out_figure)
+
+    md: list[str] = []
+    md.append(f"# oncobench run summary ({cfg.tracking.release})\n")
+    md.append(
+        f"oncobench {__version__}, commit `{io.git_commit()[:12]}`, config hash `{cfg.hash()}`, seed {cfg.seed}. "
+        f"Model `{cfg.model}` (compat `{cfg.simulation.compat}`), {cfg.cohort.n_patients} patients in "
+        f"{cfg.cohort.shards} shards, {cfg.simulation.days} days, confounding strengths γ = "
+        f"{', '.join(format_gamma(g) for g in cfg.gammas)}.\n"
+    )
+
+    md.append("## Cohort\n")
+    stage = cohort_df.stage.value_counts(normalize=True).reindex(schemas.STAGES).fillna(0.0)
+    md.append(_table(pd.DataFrame({"stage": stage.index, "share": stage.values})) + "\n")
+    params = cohort_df[["initial_diameter_cm", "growth_rate_per_day", "radio_alpha_per_gy", "chemo_beta_c"]].describe().T
+    params = params[["mean", "50%", "min", "max"]].reset_index().rename(columns={"index": "parameter", "50%": "median"})
+    md.append(_table(params) + "\n")
+
+    md.append("## Factual courses under the historical policy\n")
+    rows = []
+    for g in cfg.gammas:
+        t = io.read_table(results / "trajectories" / f"gamma-{format_gamma(g)}" / "shard-0.parquet", schemas.Trajectory)
+        last = t.groupby("patient_id").tail(1)
+        rows.append(
+            {
+                "gamma": g,
+                "chemo days (share)": t.loc[t.day > 0, "chemo_given"].mean(),
+                "radio days (share)": t.loc[t.day > 0, "radio_given"].mean(),
+                "died": (last.status == "dead").mean(),
+                "recovered": (last.status == "recovered").mean(),
+                "median final volume cm3": last.volume_cm3.median(),
+            }
+        )
+    md.append("Shard 0 of each branch.\n\n" + _table(pd.DataFrame(rows)) + "\n")
+
+    md.append("## Counterfactual outcomes by regimen\n")
+    md.append(f"![Tumour volume by treatment]({_rel(Path(out_figure), here)})\n")
+    rep0 = regimens[regimens.replicate == 0]
+    med = rep0.pivot_table(index="regimen", columns="horizon_day", values="volume_cm3", aggfunc="median")
+    med.columns = [f"median V day {c} (cm3)" for c in med.columns]
+    final = rep0[rep0.horizon_day == rep0.horizon_day.max()].groupby("regimen")[["died", "recovered"]].mean()
+    md.append(_table(med.join(final).reset_index()) + "\n")
+
+    md.append("## Verification\n")
+    for g in cfg.gammas:
+        d = results / "verification" / f"gamma-{format_gamma(g)}"
+        verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
+        checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
+        md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
+        if verdict.reasons:
+            md.append(f"Failed: {verdict.reasons}\n")
+        md.append(_table(checks) + "\n")
+        md.append(f"![Parameter recovery, gamma {format_gamma(g)}]({_rel(d / 'recovery.png', here)})\n")
+
+    md.append("## Model evaluation (all tiers, bootstrap 95% intervals)\n")
+    for g in cfg.gammas:
+        m = io.read_table(results / "metrics" / f"gamma-{format_gamma(g)}.parquet", schemas.Metric)
+        m = m[m.tier == "all"].copy()
+        m["value"] = [_ci(r) for r in m.itertuples()]
+        md.append(f"### γ = {format_gamma(g)}\n")
+        one = m[m.task.str.startswith("one_step")]
+        if len(one):
+            md.append("One-step normalised RMSE (100·√MSE / 1150.35), factual rows vs counterfactual rows:\n\n")
+            md.append(_table(one.pivot_table(index="model", columns=["task", "metric"], values="value", aggfunc="first").reset_index()) + "\n")
+        rec = m[m.task == "recommend"]
+        if len(rec):
+            md.append("Treatment recommendation (utility = −volume at the horizon − treatment burden):\n\n")
+            md.append(_table(rec.pivot_table(index="model", columns="metric", values="value", aggfunc="first").reset_index()) + "\n")
+        md.append(f"Full table: `{_rel(results / 'metrics' / f'gamma-{format_gamma(g)}.parquet', here)}`.\n")
+
+    io.atomic_write_text(out, "\n".join(md))

@@ -99,3 +99,11 @@ def test_cpu_and_gpu_agree():
     gpu = engine.simulate_course(c.to("cuda"), seed=6, days=60, compat="none", treatment=engine.Policy(4.0))
     assert torch.equal(cpu.chemo_given, gpu.chemo_given.cpu())
     assert torch.allclose(cpu.volume_cm3, gpu.volume_cm3.cpu(), rtol=1e-12, atol=0)
+
+
+def test_untreated_patients_die_on_any_day():
+    c = g.draw_cohort(1, torch.arange(3000))
+    none = torch.zeros((3000, 60), dtype=torch.bool)
+    course = engine.simulate_course(c, seed=1, days=60, compat="none", treatment=engine.Plan(none, none))
+    death_days = course.stop_day[course.status == g.STATUS_DEAD]
+    assert len(death_days) > 100 and int((death_days > 30).sum()) > 20

@@ -147,11 +147,12 @@ class CounterfactualConfig:
 
 @dataclass(frozen=True)
 class VerifyThresholds:
+    identifiable: tuple[str, ...]
     r2_min: float
+    accuracy_z: float
     coverage_z: float
     coverage_slack: float
-    type_accuracy_min: float
-    treatment_f1_margin: float
+    treatment_auroc_z: float
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
             batch_size=vt["batch_size"],
             hidden_units=vt["hidden_units"],
             learning_rate=vt["learning_rate"],
-            thresholds=VerifyThresholds(**vt["thresholds"]),
+            thresholds=VerifyThresholds(**{**vt["thresholds"], "identifiable": tuple(vt["thresholds"]["identifiable"])}),
         ),
         evaluate=EvaluateConfig(
             bootstrap=ev["bootstrap"],

@@ -88,12 +88,10 @@ def plot_trajectories_by_treatment(days: np.ndarray, by_regimen: Mapping[str, np
 
 
 def save(fig, path) -> None:
-    """Save a figure atomically as PNG (150 dpi) and close it."""
+    """Save a figure atomically as PNG (150 dpi)."""
     import os
     import tempfile
     from pathlib import Path
-
-    import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +102,5 @@ def save(fig, path) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)

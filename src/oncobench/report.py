@@ -116,7 +116,9 @@ def write_summary(cfg: Config, results_dir: str | Path, out: str | Path, out_fig
         md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
         if verdict.reasons:
             md.append(f"Failed: {verdict.reasons}\n")
-        md.append(_table(checks) + "\n")
+        shown = checks[checks.passed.notna() | (checks.check == "identifiability") | checks.metric.isin(["r2", "f1"])]
+        md.append(_table(shown) + "\n")
+        md.append(f"Every check, reported and gated: `{_rel(d / 'checks.parquet', here)}`.\n")
         md.append(f"![Parameter recovery, gamma {format_gamma(g)}]({_rel(d / 'recovery.png', here)})\n")
 
     md.append("## Model evaluation (all tiers, bootstrap 95% intervals)\n")

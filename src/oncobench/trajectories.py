@@ -22,10 +22,15 @@ def batch_size(chunk_patients: int, days: int) -> int:
 
 
 def sequence_length(course: engine.Course, compat: str) -> torch.Tensor:
-    """Active entries per row: ``stop_day`` in the reference mode (the stop day is not an
-    active entry there), ``stop_day + 1`` otherwise; ``days`` for rows alive at the horizon."""
+    """Active entries per row.
+
+    Reference mode, as the Causal Transformer sets it: the stop day ``t`` for a stopped row
+    (the stop day is not an active entry) and ``days - 1`` for a row alive at the horizon
+    (the last loop index). Default: ``stop_day + 1`` (the stop day is a real observation),
+    ``days`` for rows alive at the horizon.
+    """
     if compat == "reference":
-        return torch.clamp(course.stop_day, max=course.days)
+        return torch.clamp(course.stop_day, max=course.days - 1)
     return torch.clamp(course.stop_day + 1, max=course.days)
 
 

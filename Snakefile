@@ -2,16 +2,20 @@
 # Entry point only; one .smk per stage under rules/, science in the `oncobench` package.
 from snakemake.utils import min_version, validate
 
+from oncobench.config import prepare_workflow_config
+
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
 
 
+prepare_workflow_config(config)  # one line naming a bad key; reads --config strings as YAML
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/config.smk"
 include: "rules/cohort.smk"
 include: "rules/simulate.smk"
 include: "rules/verify.smk"

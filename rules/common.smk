@@ -1,16 +1,12 @@
 # Input functions and helpers shared by the rules; no rules here.
-import sys
+import json
 from pathlib import Path
 
-import yaml
 from snakemake import __version__ as SNAKEMAKE_VERSION
 
-from oncobench.config import ConfigError, format_gamma, from_mapping
+from oncobench.config import format_gamma, from_mapping
 
-try:
-    CFG = from_mapping(config)
-except ConfigError as exc:
-    sys.exit(f"oncobench: invalid configuration: {exc}")
+CFG = from_mapping(config)  # validated already by the Snakefile's entry check
 
 R = CFG.results_dir
 SHARDS = list(range(CFG.cohort.shards))
@@ -22,21 +18,12 @@ wildcard_constraints:
     gamma=r"[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?",
 
 
-def resolved_config_file():
-    """The validated config with defaults filled, written only when its content changes.
-
-    Every job reads this one file, so `--config` overrides and defaults reach the CLI, and a
-    changed config changes the file's mtime, which re-runs what depends on it.
-    """
-    path = Path(R) / "config.resolved.yaml"
-    text = yaml.safe_dump(dict(CFG.raw), sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
+CONFIG_FILE = f"{R}/config.resolved.yaml"
 
 
-CONFIG_FILE = resolved_config_file()
+def resolved_config_json():
+    """The validated config, defaults filled, as JSON for the `resolve_config` rule."""
+    return json.dumps(dict(CFG.raw), sort_keys=True)
 
 
 def results_root(wildcards, input):

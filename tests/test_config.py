@@ -67,3 +67,22 @@ def test_hash_is_stable_and_sensitive():
     a, b = load_config(), load_config()
     assert a.hash() == b.hash()
     assert load_config(overrides={"seed": 1}).hash() != a.hash()
+
+
+def test_command_line_strings_are_read_as_yaml():
+    from oncobench.config import prepare_workflow_config
+
+    cfg = {"cohort": {"n_patients": "100", "shards": "2"}, "policy": {"gamma": ["0", "2.5"]}, "seed": 3,
+           "simulation": {"compat": "reference"}, "tracking": {"release": "2024"}}
+    prepare_workflow_config(cfg)
+    assert cfg["cohort"] == {"n_patients": 100, "shards": 2}
+    assert cfg["policy"]["gamma"] == [0, 2.5]
+    assert cfg["tracking"]["release"] == "2024"  # a string where the schema wants one stays a string
+
+
+def test_workflow_entry_check_exits_with_one_line():
+    from oncobench.config import prepare_workflow_config
+
+    with pytest.raises(SystemExit, match=r"^oncobench: invalid configuration: config key 'simulation.days'") as info:
+        prepare_workflow_config({"simulation": {"days": "1"}})
+    assert "\n" not in str(info.value.code)

@@ -48,6 +48,31 @@ def stamp_for(cfg: Config, **extra: object):
     return Stamp(config_hash=cfg.hash(), seed=cfg.seed, extra=tuple((k, str(v)) for k, v in sorted(extra.items())))
 
 
+# --------------------------------------------------------------------------- config
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="config_json", default=None, help="the whole config as JSON (instead of --config)")
+    p.add_argument("--out", type=Path, required=True, help="resolved config (YAML, defaults filled)")
+
+
+@command("config", _config_args)
+def _config(args: argparse.Namespace, cfg: Config) -> None:
+    """Validate a config and write it with every default filled in."""
+    import json
+
+    import yaml
+
+    from oncobench.config import from_mapping
+    from oncobench.io import atomic_write_text
+
+    if args.config_json is not None:
+        try:
+            cfg = from_mapping(json.loads(args.config_json))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--set: not valid JSON ({exc})") from None
+    atomic_write_text(args.out, yaml.safe_dump(dict(cfg.raw), sort_keys=True))
+    log.info("config %s -> %s", cfg.hash(), args.out)
+
+
 # --------------------------------------------------------------------------- cohort
 def _cohort_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=int, required=True, help="shard index k in 0..cohort.shards-1")

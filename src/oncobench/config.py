@@ -56,6 +56,66 @@ def fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> Any
     return value
 
 
+def _allows_string(node: dict[str, Any], root: dict[str, Any]) -> bool:
+    node = _resolve(node, root)
+    if "oneOf" in node:
+        return any(_allows_string(n, root) for n in node["oneOf"])
+    types = node.get("type")
+    if types is None:
+        return "enum" in node and any(isinstance(v, str) for v in node["enum"])
+    return "string" in (types if isinstance(types, list) else [types])
+
+
+def _array_items(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any] | None:
+    node = _resolve(node, root)
+    if isinstance(node.get("items"), dict):
+        return node["items"]
+    for branch in node.get("oneOf", []):
+        items = _array_items(branch, root)
+        if items is not None:
+            return items
+    return None
+
+
+def coerce_strings(value: Any, node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Read strings as YAML where the schema expects no string.
+
+    Snakemake's ``--config key='{a: 1}'`` hands nested values over as strings ('1'); this
+    turns them into the numbers, booleans and lists the schema asks for.
+    """
+    node = _resolve(node, root)
+    if isinstance(value, str) and not _allows_string(node, root):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return coerce_strings(parsed, node, root) if not isinstance(parsed, str) else value
+    if isinstance(value, dict) and "properties" in node:
+        return {k: coerce_strings(v, node["properties"][k], root) if k in node["properties"] else v for k, v in value.items()}
+    if isinstance(value, list):
+        items = _array_items(node, root)
+        if items is not None:
+            return [coerce_strings(v, items, root) for v in value]
+    return value
+
+
+def prepare_workflow_config(config: dict[str, Any]) -> None:
+    """Entry check of the Snakefile: coerce command-line strings in place, then validate.
+
+    Exits with one line naming the bad key, before Snakemake builds any job.
+    """
+    import sys
+
+    root = schema()
+    coerced = coerce_strings(config, root, root)
+    config.clear()
+    config.update(coerced)
+    try:
+        from_mapping(config)
+    except ConfigError as exc:
+        sys.exit(f"oncobench: invalid configuration: {exc}")
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     parts = []
     for part in error.absolute_path:

@@ -76,3 +76,10 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert out.returncode != 0
     assert "simulation" in out.stderr and "days" in out.stderr
     assert not (wd / "results" / "cohort").exists()
+
+
+def test_config_change_reruns_from_the_resolved_config(finished):
+    out = snakemake(finished, "--cores", "1", "-n", "--config", "seed=12", "cohort={n_patients: 100, shards: 2}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "resolve_config" in text and "draw_cohort" in text

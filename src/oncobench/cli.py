@@ -143,7 +143,7 @@ def _counterfactuals(args: argparse.Namespace, cfg: Config) -> None:
     rows_per_patient = len(cf.regimens) * cf.replicates
     size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
     with io.ShardWriter(args.out, schemas.RegimenOutcome, stamp_for(cfg, device=device)) as w:
-        for part in counterfactuals.batches(c, size):
+        for part in cohort.batches(c, size):
             w.write(
                 counterfactuals.regimen_outcomes(
                     part, cf.regimens, seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat,
@@ -181,7 +181,7 @@ def _test_sets(args: argparse.Namespace, cfg: Config) -> None:
     with io.ShardWriter(args.out_onestep, schemas.OneStep, stamp) as w1, io.ShardWriter(args.out_taustep, schemas.TauStep, stamp) as w2:
         if len(c) == 0:
             raise ConfigError(f"--cohort {args.cohort}: no test patients in this shard; raise counterfactuals.test_fraction or cohort.n_patients")
-        for part in counterfactuals.batches(c, size):
+        for part in cohort.batches(c, size):
             w1.write(counterfactuals.one_step(part, **common))
             w2.write(counterfactuals.tau_step(part, tau_max=cf.tau_max, start_every_days=cf.tau_start_every_days, **common))
     log.info("counterfactual tests: %d test patients, %d one-step rows, %d tau-step rows", len(c), w1.rows, w2.rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pandas as pd
 import torch
 
@@ -73,3 +75,9 @@ def is_test_patient(seed: int, patient_id: torch.Tensor, test_fraction: float) -
     from oncobench.rng import Stream
 
     return rng.uniform(rng.patient_keys(seed, Stream.SPLIT, patient_id), 0) < test_fraction
+
+
+def batches(cohort: g.Geng2017Cohort, size: int) -> Iterator[g.Geng2017Cohort]:
+    """Consecutive patient batches of at most ``size`` patients (bounds memory)."""
+    for lo in range(0, len(cohort), size):
+        yield cohort.take(torch.arange(lo, min(lo + size, len(cohort)), device=cohort.patient_id.device))

@@ -7,7 +7,7 @@ reads the treatment window from another patient's rows; ref §3.1).
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -238,9 +238,3 @@ def tau_step(
             "status_tau": _status_names(s_tau.reshape(-1)),
         }
     )
-
-
-def batches(cohort: g.Geng2017Cohort, size: int) -> Iterator[g.Geng2017Cohort]:
-    """Consecutive patient batches of at most ``size`` patients."""
-    for lo in range(0, len(cohort), size):
-        yield cohort.take(torch.arange(lo, min(lo + size, len(cohort)), device=cohort.patient_id.device))

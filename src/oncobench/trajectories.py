@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from oncobench import engine
+from oncobench.cohort import batches as cohort_batches
 from oncobench.models import geng2017 as g
 from oncobench.schemas import STATUSES
 
@@ -86,9 +87,8 @@ def simulate_frames(
     device: torch.device,
 ) -> Iterator[pd.DataFrame]:
     """Simulate the factual courses batch by batch and yield their long tables in order."""
-    size = batch_size(chunk_patients, days)
-    for lo in range(0, len(cohort), size):
-        part = cohort.take(torch.arange(lo, min(lo + size, len(cohort)))).to(device)
+    for part in cohort_batches(cohort, batch_size(chunk_patients, days)):
+        part = part.to(device)
         course = engine.simulate_course(
             part, seed=seed, days=days, compat=compat,
             treatment=engine.Policy(gamma=gamma, window_days=window_days), observation=observation,

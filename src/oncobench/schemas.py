@@ -6,6 +6,7 @@ same thing in every table.
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -43,11 +44,15 @@ class Cohort(PatientKey):
 
 
 class Trajectory(PatientKey):
-    """One row per patient and recorded day: true latent state and what the clinic observed."""
+    """One row per patient and recorded day: true latent state and what the clinic observed.
+
+    ``status`` is categorical (a dictionary column in Parquet): the largest table checks its
+    values through the dtype instead of per row.
+    """
 
     day: Series[int] = pa.Field(ge=0)
     active: Series[bool]
-    status: Series[str] = pa.Field(isin=STATUSES)
+    status: Series[pd.CategoricalDtype] = pa.Field(dtype_kwargs={"categories": STATUSES, "ordered": False})
     volume_cm3: Series[float] = pa.Field(ge=0)
     diameter_cm: Series[float] = pa.Field(ge=0)
     chemo_concentration: Series[float] = pa.Field(ge=0)

@@ -60,7 +60,7 @@ def to_frame(course: engine.Course, cohort: g.Geng2017Cohort, *, compat: str, re
             "patient_id": pick(cohort.patient_id.cpu().unsqueeze(1).expand(n, days)),
             "day": pick(day).astype(np.int64),
             "active": pick(day < seq_len),
-            "status": np.asarray(STATUSES, dtype=object)[pick(status_day).astype(np.int64)],
+            "status": pd.Categorical.from_codes(pick(status_day).astype(np.int8), categories=STATUSES),
             "volume_cm3": pick(vol),
             "diameter_cm": pick(g.diameter_cm(vol)),
             "chemo_concentration": pick(course.chemo_concentration),
@@ -69,7 +69,8 @@ def to_frame(course: engine.Course, cohort: g.Geng2017Cohort, *, compat: str, re
             "radio_given": pick(course.radio_given),
             "scanned": ~np.isnan(obs),
             "diameter_obs_cm": obs,
-        }
+        },
+        copy=False,  # the picked arrays are fresh; consolidating them into blocks costs a full copy
     )
 
 

@@ -107,3 +107,8 @@ def test_untreated_patients_die_on_any_day():
     course = engine.simulate_course(c, seed=1, days=60, compat="none", treatment=engine.Plan(none, none))
     death_days = course.stop_day[course.status == g.STATUS_DEAD]
     assert len(death_days) > 100 and int((death_days > 30).sum()) > 20
+
+
+def test_plan_strings():
+    plans = torch.tensor([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    assert cf.plan_strings(plans).tolist() == ["100", "001", "100", "000", "111"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -34,7 +35,7 @@ def to_frame(cohort: g.Geng2017Cohort) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "patient_id": c.patient_id.numpy(),
-            "stage": pd.Series([g.STAGES[i] for i in c.stage.tolist()], dtype=object),
+            "stage": np.asarray(g.STAGES, dtype=object)[c.stage.numpy()],
             "patient_type": c.patient_type.numpy(),
             "difficulty_tier": c.tier.numpy(),
             "initial_diameter_cm": c.initial_diameter_cm.numpy(),

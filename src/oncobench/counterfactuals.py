@@ -175,6 +175,15 @@ def tau_sequences(tau_max: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([eye, zero]), torch.cat([zero, eye])
 
 
+def plan_strings(plan: torch.Tensor) -> np.ndarray:
+    """Boolean (rows, tau) plans as '0'/'1' strings, formatted once per distinct plan."""
+    tau = plan.shape[1]
+    weights = (1 << torch.arange(tau - 1, -1, -1, dtype=torch.int64, device=plan.device))
+    codes = (plan.to(torch.int64) * weights).sum(1).cpu().numpy()
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    return np.array([format(int(c), f"0{tau}b") for c in distinct], dtype=object)[inverse]
+
+
 def tau_step(
     cohort: g.Geng2017Cohort,
     *,
@@ -218,8 +227,7 @@ def tau_step(
         sub, seed=seed, compat=compat, start_day=rows_t, volume=v_start, conc_prev=c_prev,
         chemo_plan=chemo, radio_plan=radio,
     )
-    as_str = lambda m: np.array(["".join("1" if b else "0" for b in row) for row in m.cpu().tolist()], dtype=object)  # noqa: E731
-    chemo_s, radio_s = as_str(chemo), as_str(radio)
+    chemo_s, radio_s = plan_strings(chemo), plan_strings(radio)
     n_rows = len(rows_p)
     rep = lambda a: np.repeat(a, tau_max)  # noqa: E731
     return pd.DataFrame(

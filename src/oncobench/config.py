@@ -256,6 +256,7 @@ class TrackingConfig:
     uri: str | None
     experiment: str
     release: str
+    max_artifact_mb: float
 
 
 @dataclass(frozen=True)

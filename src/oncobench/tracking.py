@@ -29,6 +29,14 @@ STAGE_DIRS = {
 }
 
 
+def split_artifacts(results_dir: Path, folder: str, max_mb: float) -> tuple[list[Path], list[Path]]:
+    """Files under ``results_dir/folder``: those to copy into MLflow, and those over ``max_mb``."""
+    root = results_dir / folder
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.exists() else []
+    limit = max_mb * 1024 * 1024
+    return [p for p in files if p.stat().st_size <= limit], [p for p in files if p.stat().st_size > limit]
+
+
 def tracking_uri(cfg: Config, results_dir: Path) -> str:
     """Config ``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the results."""
     if cfg.tracking.uri:
@@ -155,10 +163,15 @@ def log_workflow_run(cfg: Config, results_dir: str | Path, *, snakemake_version:
                             metrics[metric_key("benchmark", rule, str(j["job"]), "s")] = j.get("s", 0.0)
                 if metrics:
                     mlflow.log_metrics(metrics)
+                skipped = []
                 for folder in folders:
-                    path = results_dir / folder
-                    if path.exists():
-                        mlflow.log_artifacts(str(path), artifact_path=folder)
+                    keep, skip = split_artifacts(results_dir, folder, cfg.tracking.max_artifact_mb)
+                    for path in keep:
+                        mlflow.log_artifact(str(path), artifact_path=str(path.parent.relative_to(results_dir)))
+                    skipped += [{"path": str(p.relative_to(results_dir)), "bytes": p.stat().st_size} for p in skip]
+                if skipped:
+                    # too large to copy into the store: recorded by path, left in the results folder
+                    mlflow.log_dict({"max_artifact_mb": cfg.tracking.max_artifact_mb, "files": skipped}, "artifacts_not_copied.json")
                 children[stage] = child.info.run_id
         mlflow.log_artifact(str(results_dir / "summary" / "summary.md"))
         run_id = parent.info.run_id

@@ -82,3 +82,22 @@ def test_console_script_is_installed():
     assert out.returncode == 0
     for stage in ("cohort", "simulate", "verify", "counterfactuals", "evaluate", "report", "track"):
         assert stage in out.stdout
+
+
+def test_broken_plugin_is_one_line_naming_the_model(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "plug", evaluate={"horizon_days": 24, "bootstrap": 10, "factual_model": {"epochs": 1},
+                                          "models": [{"name": "ghost", "import": "no_such_module_xyz:make"}]})
+    d = tmp_path / "p"
+    args = ["--config", str(cfg)]
+    assert main(["cohort", *args, "--shard", "0", "--out", str(d / "c.parquet")]) == 0
+    assert main(["simulate", *args, "--cohort", str(d / "c.parquet"), "--gamma", "3", "--out", str(d / "t.parquet")]) == 0
+    assert main(["counterfactuals", *args, "--cohort", str(d / "c.parquet"), "--out", str(d / "r.parquet")]) == 0
+    assert main(["counterfactual-tests", *args, "--cohort", str(d / "c.parquet"), "--gamma", "3",
+                 "--out-onestep", str(d / "o.parquet"), "--out-taustep", str(d / "s.parquet")]) == 0
+    capsys.readouterr()
+    rc = main(["evaluate", *args, "--gamma", "3", "--cohort", str(d / "c.parquet"), "--trajectories", str(d / "t.parquet"),
+               "--regimens", str(d / "r.parquet"), "--onestep", str(d / "o.parquet"), "--taustep", str(d / "s.parquet"),
+               "--out", str(d / "m.parquet")])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert rc == 2 and len(err) == 1 and "'ghost'" in err[0] and "no_such_module_xyz" in err[0]
+    assert not (d / "m.parquet").exists()

@@ -104,7 +104,7 @@ def _simulate(args: argparse.Namespace, cfg: Config) -> None:
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
-    c = cohort.from_frame(io.read_table(args.cohort, schemas.Cohort))
+    c = _read_cohort(args.cohort, device)
     obs = engine.Observation(cfg.observation.scan_every_days, cfg.observation.diameter_cv)
     t0 = time.perf_counter()
     with io.ShardWriter(args.out, schemas.Trajectory, stamp_for(cfg, gamma=args.gamma, device=device)) as w:
@@ -119,6 +119,13 @@ def _simulate(args: argparse.Namespace, cfg: Config) -> None:
         "simulate: %d patients x %d days on %s in %.2f s (%.0f patient-days/s incl. writing), %d rows -> %s",
         len(c), cfg.simulation.days, device, dt, len(c) * cfg.simulation.days / dt, w.rows, args.out,
     )
+
+
+def _read_cohort(path: Path, device: torch.device):
+    """One validated cohort shard as the model's tensors on ``device``."""
+    from oncobench import cohort, io, schemas
+
+    return cohort.from_frame(io.read_table(path, schemas.Cohort), device=device)
 
 
 def _check_gamma(cfg: Config, gamma: float) -> None:
@@ -138,7 +145,7 @@ def _counterfactuals(args: argparse.Namespace, cfg: Config) -> None:
     from oncobench import cohort, counterfactuals, io, schemas, trajectories
 
     device = resolve_device(cfg.device)
-    c = cohort.from_frame(io.read_table(args.cohort, schemas.Cohort), device=device)
+    c = _read_cohort(args.cohort, device)
     cf = cfg.counterfactuals
     rows_per_patient = len(cf.regimens) * cf.replicates
     size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
@@ -167,7 +174,7 @@ def _test_sets(args: argparse.Namespace, cfg: Config) -> None:
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
-    c = cohort.from_frame(io.read_table(args.cohort, schemas.Cohort), device=device)
+    c = _read_cohort(args.cohort, device)
     test = cohort.is_test_patient(cfg.seed, c.patient_id, cfg.counterfactuals.test_fraction)
     c = c.take(torch.nonzero(test, as_tuple=True)[0])
     cf = cfg.counterfactuals

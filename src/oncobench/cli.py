@@ -100,7 +100,7 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 
 @command("simulate", _simulate_args)
 def _simulate(args: argparse.Namespace, cfg: Config) -> None:
-    from oncobench import cohort, engine, io, schemas, trajectories
+    from oncobench import engine, io, schemas, trajectories
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)

@@ -12,11 +12,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from oncobench.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("oncobench")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from oncobench import __version__, cohort, counterfactuals, figures, io, schemas
 from oncobench.config import Config, format_gamma

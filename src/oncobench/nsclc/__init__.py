@@ -1,0 +1,1 @@
+"""Precision-oncology NSCLC patient model: drugs, pharmacology, toxicity, tumour and trials."""

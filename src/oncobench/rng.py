@@ -41,6 +41,17 @@ class Stream(enum.IntEnum):
     RECOVERY = 13
     OBSERVATION = 14
     SPLIT = 20
+    # NSCLC baseline covariates (nsclc/population.py): 40-59.
+    NSCLC_SEX = 40
+    NSCLC_SMOKING = 41
+    NSCLC_HISTOLOGY = 42
+    NSCLC_DRIVER = 43
+    NSCLC_AGE = 44
+    NSCLC_ECOG = 45
+    NSCLC_STAGE = 46
+    NSCLC_BODY_SIZE = 47
+    NSCLC_CREATININE = 48
+    NSCLC_PDL1 = 49
 
 
 def _signed(value: int) -> int:

@@ -1,0 +1,664 @@
+"""Batched daily simulation of NSCLC patients through lines of therapy.
+
+One row = one patient under one assignment (arm, regimen, replicate); Python loops run over days
+only. Each day, in order: the regimen's dose event table gives today's doses (held while ANC is
+below the regimen's threshold at a cycle start, reduced after febrile neutropenia); one-compartment
+PK turns doses into normalised exposure (``pkpd``); drug classes kill tumour (Claret form with
+acquired resistance), radiotherapy by the linear-quadratic model; Friberg myelosuppression moves
+the neutrophil count (``toxicity``); adverse events, new lesions and death arrive by
+cumulative-hazard clocks; scans on the schedule measure the diameter sum with error and RECIST 1.1
+(``recist``) classifies it against the line's baseline and nadir. Progression ends a line and the
+pathway (or a trial's crossover rule) starts the next.
+
+Random numbers come from counter-based streams keyed by patient (``latent.ModelStream``): event
+clocks draw their exponential thresholds per patient, not per day, so the same patient under two
+regimens meets the same thresholds (common random numbers) and differs only where the treatment
+changes its hazards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+
+from oncobench import rng
+from oncobench.nsclc import economics, pkpd, recist, toxicity
+from oncobench.nsclc import population as popmod
+from oncobench.nsclc.drugs import (
+    DRUG_CLASSES,
+    DRUG_NAMES,
+    DRUGS,
+    REFERENCE_CRCL_ML_MIN,
+    class_of_drug,
+    standard_mean_concentration_mg_per_l,
+)
+from oncobench.nsclc.latent import Latent, ModelStream, log_volume_to_sld, sld_to_log_volume
+from oncobench.nsclc.params import ModelParameters
+from oncobench.nsclc.regimens import RegimenLibrary
+
+BSC = "best_supportive_care"
+DAYS_PER_MONTH = 30.4375
+IV_CLASSES = ("platinum", "antifolate", "taxane", "nucleoside", "anti_pd1", "anti_pdl1")
+CONFIRMATION_DAYS = 28  # RECIST 1.1 confirmation >= 4 weeks (brief §4)
+MIN_SD_DAYS = 35  # assumption: SD counts as best response only if seen >= 5 weeks in
+RT = DRUG_NAMES.index("thoracic_rt")
+CARBOPLATIN = DRUG_NAMES.index("carboplatin")
+# Friberg's linear effect may exceed 1 on a dosing day (a docetaxel dose gives ~1.5 averaged
+# over day 1); capping it at 1 would make the nadir far too shallow (tests/nsclc/test_pharmacology.py).
+MAX_DRUG_EFFECT = 4.0
+RT_CLASS = DRUG_CLASSES.index("radiotherapy")
+
+# best-response codes of the study line (recist.Response values)
+NE, CR, PR, SD, PD = (int(recist.Response.NE), int(recist.Response.CR), int(recist.Response.PR),
+                      int(recist.Response.SD), int(recist.Response.PD))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What each row receives.
+
+    Attributes:
+        regimen: (rows,) index into the library of the study (first simulated) regimen.
+        crossover_regimen: (rows,) regimen started at progression on the study line instead of
+            the pathway's next regimen; -1 = follow the pathway.
+        start_line: line number of the study regimen (1 = first line); sets the next-line
+            attrition the pathway applies.
+    """
+
+    regimen: torch.Tensor
+    crossover_regimen: torch.Tensor
+    start_line: int = 1
+
+
+@dataclass(frozen=True)
+class Start:
+    """State of rows that enter the simulation after a prior line (second line, consolidation).
+
+    Attributes:
+        log_volume: (rows,) tumour burden on day 0, log cm3 (burden index of ``latent``).
+        class_exposure_days: (rows, classes) days already spent on each drug class; acquired
+            resistance carries over.
+        line: line number of the study regimen.
+    """
+
+    log_volume: torch.Tensor
+    class_exposure_days: torch.Tensor
+    line: int = 2
+
+    def take(self, index: torch.Tensor) -> "Start":
+        return Start(self.log_volume[index], self.class_exposure_days[index], self.line)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Horizon and scans: ``scan_days`` lists days (from day 0, the baseline scan) with a scan."""
+
+    days: int
+    scan_days: tuple[int, ...]
+    record: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Per-row results; times in days from day 0. ``*_event`` False = censored at the horizon."""
+
+    pfs_days: torch.Tensor
+    pfs_event: torch.Tensor
+    os_days: torch.Tensor
+    os_event: torch.Tensor
+    best_response: torch.Tensor  # recist.Response codes, study line, confirmed
+    grade3_ae_study: torch.Tensor  # any grade >= 3 adverse event during the study line
+    worst_grade: torch.Tensor  # worst CTCAE grade over the course (5 = treatment-related death)
+    days_grade3plus: torch.Tensor
+    qalys: torch.Tensor  # discounted
+    cost_gbp: torch.Tensor  # discounted
+    lines_received: torch.Tensor
+    study_treatment_days: torch.Tensor
+    treatment_death: torch.Tensor
+    febrile_neutropenia: torch.Tensor
+    progression_log_volume: torch.Tensor  # burden at the study line's progression (NaN if none)
+    progression_class_exposure: torch.Tensor  # (rows, classes) days on each class by then
+    final_log_volume: torch.Tensor
+    final_class_exposure: torch.Tensor
+    record: "Record | None" = None
+
+    def take(self, index: torch.Tensor) -> "Outcome":
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "record"}
+        return Outcome(**{k: v[index] for k, v in values.items()}, record=None)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Day-major daily history (days, rows), kept when ``Schedule.record``."""
+
+    sld_true_mm: torch.Tensor
+    sld_measured_mm: torch.Tensor  # NaN on days without a scan
+    recist: torch.Tensor  # int8, -1 on days without a scan
+    anc_1e9_per_l: torch.Tensor
+    regimen: torch.Tensor  # int16, index of the line's regimen (-1 after death)
+    line: torch.Tensor  # int8
+    drugs_given: torch.Tensor  # int32 bit mask over the drug axis
+    alive: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Constant tensors the daily loop reads, built once per (parameters, library, device)."""
+
+    dose: torch.Tensor
+    cycle_days: torch.Tensor
+    cycles: torch.Tensor
+    n_phases: torch.Tensor
+    drug_max_cycles: torch.Tensor
+    hold_anc: torch.Tensor
+    max_delay: torch.Tensor
+    fn_factor: torch.Tensor
+    max_treatment_days: torch.Tensor
+    k_per_day: torch.Tensor  # (D,)
+    inv_ref_amount: torch.Tensor  # (D,) 1 / standard mean amount (mg)
+    class_matrix: torch.Tensor  # (D, K) one-hot
+    potency: torch.Tensor  # (K,)
+    resistance: torch.Tensor  # (K,)
+    nonheme: torch.Tensor  # (K,)
+    myelo: torch.Tensor  # (D,)
+    price: torch.Tensor  # (D,)
+    iv_drug: torch.Tensor  # (D,) bool
+    next_regimen: torch.Tensor  # (R,) -1 = best supportive care
+    bit: torch.Tensor  # (D,) int32 powers of two
+    bsc: int
+    first_gen_egfr: torch.Tensor  # (R,) bool
+    osimertinib: int
+    t790m_fallback: int
+
+
+def build_tables(params: ModelParameters, library: RegimenLibrary, device: torch.device | str) -> Tables:
+    """Tensors of the library and parameters on ``device``."""
+    if tuple(library.drugs) != DRUG_NAMES:
+        raise ValueError("regimen library drug axis differs from oncobench.nsclc.drugs.DRUG_NAMES")
+    f64 = torch.float64
+    dev = torch.device(device)
+    lib = library.to(dev)
+    k = torch.tensor([math.log(2.0) * 24.0 / DRUGS[d].half_life_h for d in DRUG_NAMES], dtype=f64, device=dev)
+    ref = torch.tensor(
+        [standard_mean_concentration_mg_per_l(DRUGS[d]) * DRUGS[d].volume_l for d in DRUG_NAMES], dtype=f64, device=dev
+    )
+    inv_ref = torch.where(torch.arange(len(DRUG_NAMES), device=dev) == RT, torch.zeros_like(ref), 1.0 / ref)
+    cls = class_of_drug().to(dev)
+    class_matrix = torch.nn.functional.one_hot(cls, len(DRUG_CLASSES)).to(f64)
+    block = params.section("drug_classes")
+    potency = torch.tensor([block[c]["potency_per_day"] for c in DRUG_CLASSES], dtype=f64, device=dev)
+    resistance = torch.tensor([block[c]["resistance_per_day"] for c in DRUG_CLASSES], dtype=f64, device=dev)
+    nonheme = torch.tensor([block[c]["nonheme_grade3_per_day"] for c in DRUG_CLASSES], dtype=f64, device=dev)
+    scale = params.get("toxicity.myelo_potency_scale")
+    myelo = torch.tensor([DRUGS[d].myelo_potency * scale for d in DRUG_NAMES], dtype=f64, device=dev)
+    prices = params.get("economics.price_gbp_per_mg")
+    price = torch.tensor([prices[d] for d in DRUG_NAMES], dtype=f64, device=dev)
+    iv = torch.tensor([DRUGS[d].drug_class in IV_CLASSES for d in DRUG_NAMES], device=dev)
+    pathway = params.get("pathway.next_regimen")
+    names = list(library.names)
+    nxt = []
+    for r in names:
+        target = pathway.get(r, BSC)
+        if target not in names:
+            raise ValueError(f"{params.source}: pathway.next_regimen.{r} names unknown regimen '{target}'")
+        nxt.append(-1 if target == BSC else names.index(target))
+    first_gen = torch.tensor([r in ("gefitinib", "erlotinib") for r in names], device=dev)
+    return Tables(
+        dose=lib.dose,
+        cycle_days=lib.cycle_days,
+        cycles=lib.cycles,
+        n_phases=lib.n_phases,
+        drug_max_cycles=lib.drug_max_cycles,
+        hold_anc=lib.hold_anc_below_1e9_per_l,
+        max_delay=lib.max_delay_days,
+        fn_factor=lib.fn_dose_factor,
+        max_treatment_days=lib.max_treatment_days,
+        k_per_day=k,
+        inv_ref_amount=inv_ref,
+        class_matrix=class_matrix,
+        potency=potency,
+        resistance=resistance,
+        nonheme=nonheme,
+        myelo=myelo,
+        price=price,
+        iv_drug=iv,
+        next_regimen=torch.tensor(nxt, dtype=torch.int64, device=dev),
+        bit=(2 ** torch.arange(len(DRUG_NAMES), device=dev)).to(torch.int32),
+        bsc=names.index(BSC),
+        first_gen_egfr=first_gen,
+        osimertinib=names.index("osimertinib"),
+        t790m_fallback=names.index("carboplatin_pemetrexed"),
+    )
+
+
+def reachable_regimens(T: Tables, assignment: Assignment) -> list[int]:
+    """Regimens a row can receive: its study regimen, crossover, and the pathway from them."""
+    todo = set(assignment.regimen.unique().tolist()) | set(int(x) for x in assignment.crossover_regimen.unique().tolist() if x >= 0)
+    todo |= {T.bsc, T.t790m_fallback} if bool(T.first_gen_egfr[list(todo)].any()) else {T.bsc}
+    seen: set[int] = set()
+    nxt = T.next_regimen.tolist()
+    while todo:
+        r = todo.pop()
+        if r in seen:
+            continue
+        seen.add(r)
+        if nxt[r] >= 0:
+            todo.add(nxt[r])
+        if bool(T.first_gen_egfr[r]):
+            todo.add(T.t790m_fallback)
+    return sorted(seen)
+
+
+def unit_multiplier(pop: popmod.Population, library: RegimenLibrary) -> torch.Tensor:
+    """(rows, D) mg per unit of each drug's regimen amount for each patient (Calvert, BSA, kg)."""
+    cols = []
+    one = torch.ones_like(pop.bsa_m2)
+    for unit in library.units:
+        cols.append(pkpd.dose_mg(unit, one, bsa_m2=pop.bsa_m2, weight_kg=pop.weight_kg, crcl_ml_min=pop.creatinine_clearance_ml_min))
+    return torch.stack(cols, dim=1)
+
+
+def _exp_threshold(keys: torch.Tensor, counter: int | torch.Tensor) -> torch.Tensor:
+    return -torch.log(rng.uniform(keys, counter))
+
+
+def simulate(
+    pop: popmod.Population,
+    lat: Latent,
+    assignment: Assignment,
+    schedule: Schedule,
+    params: ModelParameters,
+    library: RegimenLibrary,
+    *,
+    seed: int,
+    replicate: int | torch.Tensor = 0,
+    tables: Tables | None = None,
+    start: Start | None = None,
+) -> Outcome:
+    """Simulate every row from day 0 (randomisation, baseline scan) to ``schedule.days - 1``.
+
+    ``start`` sets the burden and class exposure of rows entering after a prior line; by default
+    rows start untreated at their latent baseline burden.
+    """
+    dev = pop.patient_id.device
+    f64 = torch.float64
+    n = len(pop)
+    T = tables if tables is not None else build_tables(params, library, dev)
+    pid = pop.patient_id
+    keys = {s: rng.patient_keys(seed, s, pid, replicate) for s in (
+        ModelStream.DEATH, ModelStream.ADVERSE_EVENT, ModelStream.FEBRILE_NEUTROPENIA,
+        ModelStream.NEW_LESION, ModelStream.SCAN, ModelStream.PATHWAY)}
+    tumour, meas, tox, surv = (params.section(s) for s in ("tumour", "measurement", "toxicity", "survival"))
+    rt_par = params.section("radiotherapy")
+    probs = params.get("pathway.next_line_probability")
+    next_line_p = torch.tensor(probs, dtype=f64, device=dev)
+    t790m_p = params.get("pathway.t790m_probability")
+    disc_rate = params.get("economics.discount_rate_per_year")
+    cost_iv = params.get("economics.cost_per_iv_visit_gbp")
+    cost_rt = params.get("economics.cost_per_rt_fraction_gbp")
+    fn_h3 = tox["febrile_neutropenia_per_day"]["grade3"]
+    fn_h4 = tox["febrile_neutropenia_per_day"]["grade4"]
+    rt_potency = params.drug_class("radiotherapy")["potency_per_day"]
+    alpha = lat.radio_alpha_per_gy
+    ab = rt_par["alpha_beta_gy"]
+
+    # restrict the drug and class axes to what these rows can receive (the daily cost scales
+    # with them); results are identical to the full axes
+    regs = reachable_regimens(T, assignment)
+    used_d = torch.nonzero(T.dose[regs].flatten(0, 2).gt(0).any(0)).squeeze(1)
+    used_d_list = used_d.tolist()
+    rt_pos = used_d_list.index(RT) if RT in used_d_list else None
+    used_k = sorted({int(c) for c in T.class_matrix[used_d].argmax(1).tolist()})
+    dose_tab = T.dose[..., used_d]
+    max_cyc_tab = T.drug_max_cycles[..., used_d]
+    fn_tab = T.fn_factor[:, used_d]
+    class_m = T.class_matrix[used_d][:, used_k]
+    myelo = T.myelo[used_d]
+    price = T.price[used_d]
+    iv_drug = T.iv_drug[used_d]
+    inv_ref = T.inv_ref_amount[used_d]
+    bits = T.bit[used_d]
+    nonheme = T.nonheme[used_k]
+    rt_k = used_k.index(RT_CLASS) if RT_CLASS in used_k else None
+
+    # per-row constants
+    mult = unit_multiplier(pop, library)[:, used_d]
+    # carboplatin clearance is the patient's GFR + 25 mL/min (Calvert 1989), so AUC dosing gives
+    # every patient the target exposure; other drugs vary by the latent clearance multiplier
+    cl = lat.clearance_multiplier.clone()
+    crcl = pop.creatinine_clearance_ml_min.clamp(max=pkpd.CALVERT_GFR_CAP_ML_MIN)
+    cl[:, CARBOPLATIN] = (crcl + pkpd.CALVERT_NONRENAL_CLEARANCE_ML_MIN) / (
+        REFERENCE_CRCL_ML_MIN + pkpd.CALVERT_NONRENAL_CLEARANCE_ML_MIN
+    )
+    k_row = (T.k_per_day * cl)[:, used_d]
+    decay_row = torch.exp(-k_row)
+    mean_factor = (1.0 - decay_row) / k_row  # mean amount over a day = (a + dose) * this
+    potency_row = (lat.sensitivity * T.potency)[:, used_k]  # (rows, used classes)
+    res_decay = torch.exp(-T.resistance[used_k])
+    growth = lat.growth_rate_per_day
+    log_ref = sld_to_log_volume(torch.tensor(surv["reference_sld_mm"], dtype=f64))
+    base_log_h = (
+        math.log(surv["baseline_per_day"])
+        + surv["ecog_log_hazard"] * pop.ecog.to(f64)
+        + surv["age_log_hazard_per_decade"] * (pop.age_years - 65.0) / 10.0
+    )
+    beta_b = surv["burden_per_log_volume"]
+    floor_logv = sld_to_log_volume(torch.tensor(0.1, dtype=f64))
+    undetect = tumour["undetectable_sld_mm"]
+    nl_rate = tumour["new_lesion_rate_per_day"]
+
+    # state
+    logv = sld_to_log_volume(lat.baseline_sld_mm) if start is None else start.log_volume.clone()
+    line_base_logv = logv.clone()
+    alive = torch.ones(n, dtype=torch.bool, device=dev)
+    reg = assignment.regimen.to(dev).clone()
+    on_tx = reg != T.bsc
+    phase = torch.zeros(n, dtype=torch.int64, device=dev)
+    cycle = torch.zeros_like(phase)
+    cday = torch.zeros_like(phase)
+    delay = torch.zeros_like(phase)
+    line_idx = torch.zeros_like(phase)
+    line_start = torch.zeros_like(phase)
+    factor = torch.ones((n, len(used_d_list)), dtype=f64, device=dev)
+    amount = torch.zeros_like(factor)
+    texp = torch.zeros((n, len(DRUG_CLASSES)), dtype=f64, device=dev)
+    if start is not None:
+        texp = start.class_exposure_days.clone()
+    texp_u = texp[:, used_k].clone()
+    resist = torch.exp(-T.resistance[used_k] * texp_u)
+    prog_logv = torch.full((n,), float("nan"), dtype=f64, device=dev)
+    prog_texp_u = torch.full_like(texp_u, float("nan"))
+    fr = toxicity.friberg_initial(lat.anc_baseline_1e9_per_l)
+    circ0 = lat.anc_baseline_1e9_per_l
+
+    # clocks: cumulative hazard and exponential threshold
+    H_death = torch.zeros(n, dtype=f64, device=dev)
+    E_death = _exp_threshold(keys[ModelStream.DEATH], 0)
+    H_ae = torch.zeros_like(H_death)
+    n_ae = torch.zeros_like(phase)
+    E_ae = _exp_threshold(keys[ModelStream.ADVERSE_EVENT], 0)
+    H_fn = torch.zeros_like(H_death)
+    n_fn = torch.zeros_like(phase)
+    E_fn = _exp_threshold(keys[ModelStream.FEBRILE_NEUTROPENIA], 0)
+    H_nl = torch.zeros_like(H_death)
+    E_nl = _exp_threshold(keys[ModelStream.NEW_LESION], 0)
+    new_lesion = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    # measurement / RECIST (baseline scan on day 0)
+    baseline_mm = _measure(logv, keys[ModelStream.SCAN], 0, meas, undetect)
+    nadir_mm = baseline_mm.clone()
+    last_code = torch.full((n,), SD, dtype=torch.int64, device=dev)
+    progressed_any = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    # outcomes
+    pfs_days = torch.full((n,), float(schedule.days), dtype=f64, device=dev)
+    pfs_event = torch.zeros(n, dtype=torch.bool, device=dev)
+    os_days = pfs_days.clone()
+    os_event = torch.zeros_like(pfs_event)
+    first_resp = torch.full((n,), -1, dtype=torch.int64, device=dev)
+    confirmed = torch.zeros_like(pfs_event)
+    confirmed_cr = torch.zeros_like(pfs_event)
+    sd_seen = torch.zeros_like(pfs_event)
+    any_scan = torch.zeros_like(pfs_event)
+    first_pd = torch.zeros_like(pfs_event)
+    g3_study = torch.zeros_like(pfs_event)
+    worst = torch.zeros(n, dtype=torch.int64, device=dev)
+    days_g3 = torch.zeros_like(worst)
+    nonheme_left = torch.zeros_like(worst)
+    fn_left = torch.zeros_like(worst)
+    qaly = torch.zeros(n, dtype=f64, device=dev)
+    cost = torch.zeros_like(qaly)
+    lines = torch.ones_like(worst)
+    study_tx_days = torch.zeros_like(worst)
+    tx_death = torch.zeros_like(pfs_event)
+    fn_any = torch.zeros_like(pfs_event)
+
+    scans = set(int(d) for d in schedule.scan_days if 0 < int(d) < schedule.days)
+    rec = _Recorder(schedule.days, n, dev) if schedule.record else None
+    max_phase = dose_tab.shape[1] - 1
+    event_days = int(tox["nonheme_event_days"])
+
+    # discounted years of each day (NICE: annual rate, continuous within the year)
+    day_weight = economics.daily_discount_weight(schedule.days, disc_rate).tolist()
+    for t in range(schedule.days):
+        w_t = day_weight[t]
+        disc_t = w_t * economics.DAYS_PER_YEAR
+        # ---- dosing -------------------------------------------------------------------------
+        treating = alive & on_tx
+        ph = phase.clamp(max=max_phase)
+        anc = fr[:, 4]
+        cycle_start = cday == 0
+        held = treating & cycle_start & (anc < T.hold_anc[reg])
+        give = treating & ~held
+        dose = dose_tab[reg, ph, cday]  # (rows, used drugs) in regimen units
+        cap = max_cyc_tab[reg, ph]
+        allowed = (cap < 0) | (cycle.unsqueeze(1) < cap)
+        dose = torch.where(give.unsqueeze(1) & allowed, dose * mult * factor, torch.zeros_like(dose))
+        rt_gy = dose[:, rt_pos] if rt_pos is not None else None
+        # ---- cycle bookkeeping ---------------------------------------------------------------
+        delay = torch.where(held, delay + 1, torch.where(give & cycle_start, torch.zeros_like(delay), delay))
+        stop = held & (delay > T.max_delay[reg])
+        cday = torch.where(give, cday + 1, cday)
+        wrap = give & (cday >= T.cycle_days[reg, ph])
+        cday = torch.where(wrap, torch.zeros_like(cday), cday)
+        cycle = torch.where(wrap, cycle + 1, cycle)
+        next_phase = wrap & (T.cycles[reg, ph] >= 0) & (cycle >= T.cycles[reg, ph])
+        phase = torch.where(next_phase, phase + 1, phase)
+        cycle = torch.where(next_phase, torch.zeros_like(cycle), cycle)
+        done = phase >= T.n_phases[reg]
+        capped = (T.max_treatment_days[reg] >= 0) & (t + 1 - line_start >= T.max_treatment_days[reg])
+        on_tx = on_tx & ~stop & ~done & ~capped
+        study_tx_days += (treating & (line_idx == 0)).to(torch.int64)
+        # ---- pharmacokinetics -> exposure -----------------------------------------------------
+        total = amount + dose
+        intensity = total * mean_factor * inv_ref  # 0 for radiotherapy (inv_ref = 0)
+        amount = total * decay_row
+        cls_int = intensity @ class_m  # (rows, used classes)
+        if rt_k is not None:
+            cls_int[:, rt_k] = (rt_gy > 0).to(f64)
+        # ---- tumour -------------------------------------------------------------------------
+        active = cls_int > 1e-3
+        kill = (potency_row * cls_int * resist).sum(1)
+        resist = torch.where(active, resist * res_decay, resist)
+        texp_u += active
+        step = growth - kill
+        if rt_gy is not None:
+            step = step - rt_potency * (alpha * rt_gy + (alpha / ab) * rt_gy * rt_gy)
+        logv = torch.where(alive, (logv + step).clamp(min=floor_logv), logv)
+        # ---- myelosuppression (Friberg) and adverse events ------------------------------------
+        effect = intensity @ myelo
+        fr = toxicity.friberg_step(
+            fr, effect, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA, substeps=2, max_drug_effect=MAX_DRUG_EFFECT
+        )
+        anc = fr[:, 4]
+        anc_grade = toxicity.neutrophil_grade(anc).to(torch.int64)
+        fn_h = torch.where(anc_grade >= 4, fn_h4, torch.where(anc_grade >= 3, fn_h3, 0.0))
+        H_fn = H_fn + fn_h * alive
+        fn_now = alive & (H_fn >= E_fn)
+        H_ae = H_ae + (cls_int @ nonheme) * alive
+        ae_now = alive & (H_ae >= E_ae)
+        if bool((fn_now | ae_now).any()):
+            n_fn = n_fn + fn_now
+            E_fn = torch.where(fn_now, H_fn + _exp_threshold(keys[ModelStream.FEBRILE_NEUTROPENIA], 2 * n_fn), E_fn)
+            u_fn_death = rng.uniform(keys[ModelStream.FEBRILE_NEUTROPENIA], 2 * n_fn + 1)
+            factor = torch.where(fn_now.unsqueeze(1), factor * fn_tab[reg], factor)
+            fn_death = fn_now & (u_fn_death < tox["febrile_neutropenia_death_probability"])
+            fn_left = torch.where(fn_now, torch.full_like(fn_left, event_days), fn_left)
+            fn_any |= fn_now
+            n_ae = n_ae + ae_now
+            E_ae = torch.where(ae_now, H_ae + _exp_threshold(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae), E_ae)
+            u_grade, u_disc = rng.uniform_pair(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae + 1)
+            u_death = rng.uniform(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae + 2)
+            grade4 = ae_now & (u_grade < tox["grade4_share_of_nonheme"])
+            ae_death = grade4 & (u_death < tox["treatment_death_probability"])
+            on_tx = on_tx & ~(ae_now & (u_disc < tox["discontinue_probability"]))
+            nonheme_left = torch.where(ae_now, torch.full_like(nonheme_left, event_days), nonheme_left)
+            event_grade = torch.where(grade4, 4, torch.where(ae_now | fn_now, 3, 0))
+            worst = torch.maximum(worst, event_grade)
+            tdeath = fn_death | ae_death
+            tx_death |= tdeath
+        else:
+            tdeath = torch.zeros_like(alive)
+        g3_today = alive & ((anc_grade >= 3) | (nonheme_left > 0) | (fn_left > 0))
+        worst = torch.maximum(worst, torch.where(alive, anc_grade, 0))
+        days_g3 += g3_today.to(torch.int64)
+        g3_study |= g3_today & (line_idx == 0)
+        # ---- new lesions ------------------------------------------------------------------------
+        H_nl = H_nl + nl_rate * torch.exp(logv - line_base_logv) * alive
+        new_lesion |= alive & (H_nl >= E_nl)
+        # ---- scan and RECIST ----------------------------------------------------------------------
+        pd_now = torch.zeros_like(alive)
+        if t in scans:
+            m = _measure(logv, keys[ModelStream.SCAN], t, meas, undetect)
+            code = recist.classify(m, baseline_mm, nadir_mm, new_lesion).to(torch.int64)
+            scanned = alive
+            nadir_mm = torch.where(scanned, torch.minimum(nadir_mm, m), nadir_mm)
+            last_code = torch.where(scanned, code, last_code)
+            pd_now = scanned & (code == PD)
+            study = scanned & (line_idx == 0) & ~pfs_event
+            resp = study & ((code == CR) | (code == PR))
+            newly = resp & (first_resp < 0)
+            confirm = resp & (first_resp >= 0) & (t - first_resp >= CONFIRMATION_DAYS)
+            confirmed_cr |= confirm & (code == CR)
+            confirmed |= confirm
+            first_resp = torch.where(newly, torch.full_like(first_resp, t), first_resp)
+            sd_seen |= study & (code != PD) & (t >= MIN_SD_DAYS)
+            first_pd |= study & (code == PD) & ~any_scan
+            any_scan |= study
+            if rec is not None:
+                rec.scan(t, m, code, alive)
+        # ---- death ------------------------------------------------------------------------------
+        h = torch.exp(base_log_h + beta_b * (logv - log_ref))
+        H_death = H_death + h * alive
+        dies = alive & ((H_death >= E_death) | tdeath)
+        # ---- outcomes of the day ------------------------------------------------------------------
+        study_pd = (pd_now | dies) & (line_idx == 0) & ~pfs_event
+        prog_logv = torch.where(study_pd & pd_now, logv, prog_logv)
+        prog_texp_u = torch.where((study_pd & pd_now).unsqueeze(1), texp_u, prog_texp_u)
+        pfs_days = torch.where(study_pd, torch.full_like(pfs_days, t), pfs_days)
+        pfs_event |= study_pd
+        os_days = torch.where(dies, torch.full_like(os_days, t), os_days)
+        os_event |= dies
+        worst = torch.where(dies & tdeath, torch.full_like(worst, 5), worst)
+        progressed_any |= pd_now
+        responding = (last_code == CR) | (last_code == PR)
+        util = economics.daily_utility(
+            progressed_any, responding & ~progressed_any, anc_grade >= 3, fn_left > 0, nonheme_left > 0
+        )
+        qaly += torch.where(alive, util, torch.zeros_like(util)) * w_t
+        iv_visit = ((dose > 0) & iv_drug).any(1)
+        day_cost = dose @ price + cost_iv * iv_visit
+        if rt_gy is not None:
+            day_cost = day_cost + cost_rt * (rt_gy > 0)
+        cost += day_cost * disc_t
+        nonheme_left = (nonheme_left - 1).clamp(min=0)
+        fn_left = (fn_left - 1).clamp(min=0)
+        if rec is not None:
+            rec.day(t, logv, fr[:, 4], reg, line_idx, dose, bits, alive, used_d)
+        alive = alive & ~dies
+        # ---- next line at progression ----------------------------------------------------------
+        moving = pd_now & alive
+        if bool(moving.any()):
+            counter = line_idx
+            u_next, u_t790m = rng.uniform_pair(keys[ModelStream.PATHWAY], counter)
+            nxt = T.next_regimen[reg]
+            cross = assignment.crossover_regimen.to(dev)
+            nxt = torch.where((line_idx == 0) & (cross >= 0), cross, nxt)
+            t790m_case = T.first_gen_egfr[reg] & (nxt == T.osimertinib) & (u_t790m >= t790m_p)
+            nxt = torch.where(t790m_case, torch.full_like(nxt, T.t790m_fallback), nxt)
+            line_reached = (line_idx + assignment.start_line + 1).clamp(max=4) - 2  # 0 = line 2
+            gets = (u_next < next_line_p[line_reached.clamp(min=0)]) & (nxt >= 0)
+            nxt = torch.where(gets, nxt, torch.full_like(nxt, T.bsc))
+            reg = torch.where(moving, nxt, reg)
+            on_tx = torch.where(moving, nxt != T.bsc, on_tx)
+            zero = torch.zeros_like(phase)
+            phase = torch.where(moving, zero, phase)
+            cycle = torch.where(moving, zero, cycle)
+            cday = torch.where(moving, zero, cday)
+            delay = torch.where(moving, zero, delay)
+            line_start = torch.where(moving, torch.full_like(line_start, t + 1), line_start)
+            lines += (moving & (nxt != T.bsc)).to(torch.int64)
+            line_idx = line_idx + moving
+            factor = torch.where(moving.unsqueeze(1), torch.ones_like(factor), factor)
+            line_base_logv = torch.where(moving, logv, line_base_logv)
+            H_nl = torch.where(moving, torch.zeros_like(H_nl), H_nl)
+            E_nl = torch.where(moving, _exp_threshold(keys[ModelStream.NEW_LESION], line_idx), E_nl)
+            new_lesion &= ~moving
+            m_now = log_volume_to_sld(logv)
+            baseline_mm = torch.where(moving, m_now, baseline_mm)
+            nadir_mm = torch.where(moving, m_now, nadir_mm)
+            last_code = torch.where(moving, torch.full_like(last_code, SD), last_code)
+        if not bool(alive.any()):
+            break
+
+    texp[:, used_k] = texp_u
+    prog_texp = torch.full_like(texp, float("nan"))
+    prog_texp[:, used_k] = prog_texp_u
+    best = torch.full((n,), NE, dtype=torch.int64, device=dev)
+    best = torch.where(any_scan & first_pd, torch.full_like(best, PD), best)
+    best = torch.where(any_scan & ~first_pd, torch.full_like(best, PD), best)
+    best = torch.where(sd_seen, torch.full_like(best, SD), best)
+    best = torch.where(confirmed, torch.full_like(best, PR), best)
+    best = torch.where(confirmed_cr, torch.full_like(best, CR), best)
+    return Outcome(
+        pfs_days=pfs_days,
+        pfs_event=pfs_event,
+        os_days=os_days,
+        os_event=os_event,
+        best_response=best.to(torch.int8),
+        grade3_ae_study=g3_study,
+        worst_grade=worst.to(torch.int8),
+        days_grade3plus=days_g3,
+        qalys=qaly,
+        cost_gbp=cost,
+        lines_received=lines,
+        study_treatment_days=study_tx_days,
+        treatment_death=tx_death,
+        febrile_neutropenia=fn_any,
+        progression_log_volume=prog_logv,
+        progression_class_exposure=prog_texp,
+        final_log_volume=logv,
+        final_class_exposure=texp,
+        record=rec.finish() if rec is not None else None,
+    )
+
+
+def _measure(logv: torch.Tensor, keys: torch.Tensor, day: int, meas, undetect: float) -> torch.Tensor:
+    """Measured diameter sum (mm) on ``day``: 0 when undetectable, else true x lognormal + normal."""
+    true = log_volume_to_sld(logv)
+    z1, z2 = rng.uniform_pair(keys, day)
+    n1 = torch.sqrt(-2.0 * torch.log(z1)) * torch.cos(2.0 * math.pi * z2)
+    n2 = torch.sqrt(-2.0 * torch.log(z1)) * torch.sin(2.0 * math.pi * z2)
+    m = recist.measured_sld_mm(true, torch.stack([n1, n2], dim=-1), meas["cv"], meas["sd_mm"])
+    return torch.where(true < undetect, torch.zeros_like(m), m)
+
+
+class _Recorder:
+    def __init__(self, days: int, n: int, dev: torch.device) -> None:
+        f64 = torch.float64
+        self.sld = torch.full((days, n), float("nan"), dtype=f64, device=dev)
+        self.meas = torch.full((days, n), float("nan"), dtype=f64, device=dev)
+        self.code = torch.full((days, n), -1, dtype=torch.int8, device=dev)
+        self.anc = torch.full((days, n), float("nan"), dtype=f64, device=dev)
+        self.reg = torch.full((days, n), -1, dtype=torch.int16, device=dev)
+        self.line = torch.full((days, n), -1, dtype=torch.int8, device=dev)
+        self.drugs = torch.zeros((days, n), dtype=torch.int32, device=dev)
+        self.alive = torch.zeros((days, n), dtype=torch.bool, device=dev)
+        self.last = days
+
+    def scan(self, t: int, m: torch.Tensor, code: torch.Tensor, alive: torch.Tensor) -> None:
+        self.meas[t] = torch.where(alive, m, self.meas[t])
+        self.code[t] = torch.where(alive, code.to(torch.int8), self.code[t])
+
+    def day(self, t, logv, anc, reg, line, dose, bit, alive, used_d) -> None:
+        self.sld[t] = torch.where(alive, log_volume_to_sld(logv), self.sld[t])
+        self.anc[t] = torch.where(alive, anc, self.anc[t])
+        self.reg[t] = torch.where(alive, reg.to(torch.int16), self.reg[t])
+        self.line[t] = torch.where(alive, line.to(torch.int8), self.line[t])
+        self.drugs[t] = torch.where(alive, ((dose > 0).to(torch.int32) * bit).sum(1).to(torch.int32), self.drugs[t])
+        self.alive[t] = alive
+
+    def finish(self) -> Record:
+        return Record(self.sld, self.meas, self.code, self.anc, self.reg, self.line, self.drugs, self.alive)

@@ -98,3 +98,42 @@ def raising_factory(options: dict, context: ModelContext):
 
 def no_methods_model(options: dict, context: ModelContext) -> object:
     return object()
+
+
+# --------------------------------------------------------------------------- NSCLC recommenders
+# Plug-ins of the NSCLC evaluate stage (contract: ``oncobench.nsclc.evaluation``); the factory
+# gets an ``NsclcContext``.
+
+
+class NsclcTargetedFirst:
+    """Recommend-only: osimertinib for EGFR-mutant, alectinib for ALK-positive tumours, else
+    the regimen with the best mean factual utility among the training patients."""
+
+    def __init__(self, fallback: str) -> None:
+        self.fallback = fallback
+
+    def recommend(self, patients: pd.DataFrame, regimens: list[str]) -> list[str]:
+        out = []
+        for egfr, alk in zip(patients["egfr"], patients["alk"]):
+            if egfr != "wild_type" and "osimertinib" in regimens:
+                out.append("osimertinib")
+            elif alk and "alectinib" in regimens:
+                out.append("alectinib")
+            else:
+                out.append(self.fallback)
+        return out
+
+
+def nsclc_targeted_first(options: dict, context) -> NsclcTargetedFirst:
+    assert not any(c.startswith("latent_") for c in context.train.columns), "plug-ins never see latent columns"
+    means = context.train.groupby("regimen")[context.utility].mean()
+    return NsclcTargetedFirst(str(means.idxmax()))
+
+
+class _NsclcRecommendRaises:
+    def recommend(self, patients, regimens):
+        raise KeyError("column 'pdl1'\nnot found")
+
+
+def nsclc_raising_recommend(options: dict, context) -> _NsclcRecommendRaises:
+    return _NsclcRecommendRaises()

@@ -305,6 +305,52 @@ def _track(args: argparse.Namespace, cfg: Config) -> None:
     log.info("tracked as MLflow run %s at %s", info["run_id"], info["tracking_uri"])
 
 
+# --------------------------------------------------------------------------- calibrate
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
+    p.add_argument("--out", type=Path, required=True, help="fitted parameter file (same format, comments kept)")
+    p.add_argument("--n-per-arm", type=int, default=1000, help="patients per trial (each simulated under every arm)")
+    p.add_argument("--passes", type=int, default=2, help="passes over the parameter blocks")
+    p.add_argument("--max-nfev", type=int, default=20, help="least-squares evaluations per block")
+
+
+@command("calibrate", _calibrate_args)
+def _calibrate(args: argparse.Namespace, cfg: Config) -> None:
+    """Fit the NSCLC model's drug-class parameters to the calibration trials (nsclc.calibration)."""
+    from importlib import resources
+
+    from oncobench.io import atomic_write_text
+    from oncobench.nsclc import calibration
+    from oncobench.nsclc.params import SHIPPED, load_parameters
+    from oncobench.nsclc.regimens import load_library
+    from oncobench.trials.spec import shipped_specs
+
+    source = args.parameters or (Path(cfg.nsclc.parameters) if cfg.nsclc.parameters else None)
+    params = load_parameters(source)
+    text = source.read_text() if source is not None else resources.files("oncobench").joinpath(SHIPPED).read_text()
+    specs = [s for s in shipped_specs().values() if s.calibration]
+    started = time.time()
+    cal = calibration.calibrate(
+        params,
+        load_library(cfg.nsclc.regimens),
+        specs,
+        seed=cfg.seed,
+        n_per_arm=args.n_per_arm,
+        passes=args.passes,
+        max_nfev=args.max_nfev,
+        device=resolve_device(cfg.device),
+        progress=log.info,
+    )
+    atomic_write_text(args.out, calibration.write_values(text, calibration.fitted_values(cal.params)))
+    footer = [
+        f"oncobench calibrate: seed {cfg.seed}, {args.n_per_arm} patients per trial, {args.passes} passes,",
+        f"{cal.evaluations} evaluations, {time.time() - started:.0f} s; trials {', '.join(s.name for s in specs)}",
+        *cal.log,
+    ]
+    atomic_write_text(args.out.with_suffix(".log"), "\n".join(footer) + "\n")
+    log.info("calibrated parameters -> %s", args.out)
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oncobench", description=__doc__.splitlines()[0])

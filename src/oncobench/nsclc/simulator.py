@@ -98,6 +98,12 @@ class Schedule:
     days: int
     scan_days: tuple[int, ...]
     record: bool = False
+    row_scan_days: tuple[tuple[int, ...], ...] | None = None
+    row_schedule: torch.Tensor | None = None
+
+    """``row_scan_days`` and ``row_schedule`` (optional) give rows their own scan schedules:
+    row r is scanned on the days ``row_scan_days[row_schedule[r]]`` (used to simulate several
+    trials in one batch); ``scan_days`` is then ignored."""
 
 
 @dataclass(frozen=True)
@@ -415,7 +421,15 @@ def simulate(
     tx_death = torch.zeros_like(pfs_event)
     fn_any = torch.zeros_like(pfs_event)
 
-    scans = set(int(d) for d in schedule.scan_days if 0 < int(d) < schedule.days)
+    if schedule.row_scan_days is None:
+        scans = set(int(d) for d in schedule.scan_days if 0 < int(d) < schedule.days)
+        scan_table = None
+    else:
+        scans = {int(d) for days_ in schedule.row_scan_days for d in days_ if 0 < int(d) < schedule.days}
+        scan_table = torch.zeros((len(schedule.row_scan_days), schedule.days + 1), dtype=torch.bool, device=dev)
+        for i, days_ in enumerate(schedule.row_scan_days):
+            scan_table[i, [d for d in days_ if 0 < d < schedule.days]] = True
+        row_schedule = schedule.row_schedule.to(dev)
     rec = _Recorder(schedule.days, n, dev) if schedule.record else None
     max_phase = dose_tab.shape[1] - 1
     event_days = int(tox["nonheme_event_days"])
@@ -513,7 +527,7 @@ def simulate(
         if t in scans:
             m = _measure(logv, keys[ModelStream.SCAN], t, meas, undetect)
             code = recist.classify(m, baseline_mm, nadir_mm, new_lesion).to(torch.int64)
-            scanned = alive
+            scanned = alive if scan_table is None else alive & scan_table[row_schedule, t]
             nadir_mm = torch.where(scanned, torch.minimum(nadir_mm, m), nadir_mm)
             last_code = torch.where(scanned, code, last_code)
             pd_now = scanned & (code == PD)
@@ -528,7 +542,7 @@ def simulate(
             first_pd |= study & (code == PD) & ~any_scan
             any_scan |= study
             if rec is not None:
-                rec.scan(t, m, code, alive)
+                rec.scan(t, m, code, scanned)
         # ---- death ------------------------------------------------------------------------------
         h = torch.exp(base_log_h + beta_b * (logv - log_ref))
         H_death = H_death + h * alive

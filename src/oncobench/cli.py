@@ -84,13 +84,14 @@ def _cohort_args(p: argparse.ArgumentParser) -> None:
 
 @command("cohort", _cohort_args)
 def _cohort(args: argparse.Namespace, cfg: Config) -> None:
-    from oncobench import cohort, io, schemas
+    from oncobench import cohort, io, models
 
     if not 0 <= args.shard < cfg.cohort.shards:
         raise ConfigError(f"--shard {args.shard}: expected 0..{cfg.cohort.shards - 1} (cohort.shards = {cfg.cohort.shards})")
     ids = cohort.shard_patient_ids(cfg.cohort.n_patients, cfg.cohort.shards, args.shard)
-    df = cohort.to_frame(cohort.draw(cfg.seed, ids))
-    io.write_table(df, args.out, schemas.Cohort, stamp_for(cfg, shard=args.shard))
+    model = models.load(cfg)
+    df = model.cohort(ids)
+    io.write_table(df, args.out, model.cohort_schema, stamp_for(cfg, shard=args.shard))
     log.info("cohort shard %d: %d patients -> %s", args.shard, len(df), args.out)
 
 
@@ -98,29 +99,39 @@ def _cohort(args: argparse.Namespace, cfg: Config) -> None:
 def _simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True, help="cohort shard Parquet")
     p.add_argument("--gamma", type=float, required=True, help="confounding strength (one of policy.gamma)")
-    p.add_argument("--out", type=Path, required=True, help="output Parquet (Trajectory schema)")
+    p.add_argument("--out", type=Path, required=True, help="output Parquet (the model's trajectory schema)")
+    p.add_argument("--out-outcomes", type=Path, default=None, help="per-patient factual outcomes (models that have them: nsclc)")
 
 
 @command("simulate", _simulate_args)
 def _simulate(args: argparse.Namespace, cfg: Config) -> None:
-    from oncobench import engine, io, schemas, trajectories
+    """The factual course of a cohort shard under the historical policy of strength gamma."""
+    import contextlib
+
+    from oncobench import io, models
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
-    c = _read_cohort(args.cohort, device)
-    obs = engine.Observation(cfg.observation.scan_every_days, cfg.observation.diameter_cv)
+    model = models.load(cfg)
+    if (args.out_outcomes is None) != (model.factual_outcome_schema is None):
+        raise ConfigError(f"--out-outcomes: model {model.name} {'needs' if args.out_outcomes is None else 'has no'} factual outcome table")
+    cohort_df = io.read_table(args.cohort, model.cohort_schema)
+    stamp = stamp_for(cfg, gamma=args.gamma, device=device)
     t0 = time.perf_counter()
-    with io.ShardWriter(args.out, schemas.Trajectory, stamp_for(cfg, gamma=args.gamma, device=device)) as w:
-        for frame in trajectories.simulate_frames(
-            c, seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat, gamma=args.gamma,
-            window_days=cfg.policy.window_days, observation=obs, record_every=cfg.simulation.record_every,
-            chunk_patients=cfg.simulation.chunk_patients, device=device,
-        ):
+    with contextlib.ExitStack() as stack:
+        w = stack.enter_context(io.ShardWriter(args.out, model.trajectory_schema, stamp))
+        wo = None
+        if args.out_outcomes is not None:
+            wo = stack.enter_context(io.ShardWriter(args.out_outcomes, model.factual_outcome_schema, stamp))
+        for frame, outcomes in model.factual(cohort_df, args.gamma, device):
             w.write(frame)
+            if wo is not None:
+                wo.write(outcomes)
     dt = time.perf_counter() - t0
+    days = cfg.nsclc.horizon_days if model.name == "nsclc" else cfg.simulation.days
     log.info(
         "simulate: %d patients x %d days on %s in %.2f s (%.0f patient-days/s incl. writing), %d rows -> %s",
-        len(c), cfg.simulation.days, device, dt, len(c) * cfg.simulation.days / dt, w.rows, args.out,
+        len(cohort_df), days, device, dt, len(cohort_df) * days / dt, w.rows, args.out,
     )
 
 
@@ -139,28 +150,21 @@ def _check_gamma(cfg: Config, gamma: float) -> None:
 # --------------------------------------------------------------------------- counterfactuals
 def _counterfactuals_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True, help="cohort shard Parquet")
-    p.add_argument("--out", type=Path, required=True, help="output Parquet (RegimenOutcome schema)")
+    p.add_argument("--out", type=Path, required=True, help="output Parquet (the model's outcome schema)")
 
 
 @command("counterfactuals", _counterfactuals_args)
 def _counterfactuals(args: argparse.Namespace, cfg: Config) -> None:
-    """Every patient under every configured regimen (common random numbers)."""
-    from oncobench import cohort, counterfactuals, io, schemas, trajectories
+    """Every patient under every candidate regimen (common random numbers)."""
+    from oncobench import io, models
 
     device = resolve_device(cfg.device)
-    c = _read_cohort(args.cohort, device)
-    cf = cfg.counterfactuals
-    rows_per_patient = len(cf.regimens) * cf.replicates
-    size = max(1, trajectories.batch_size(cfg.simulation.chunk_patients, cfg.simulation.days) // rows_per_patient)
-    with io.ShardWriter(args.out, schemas.RegimenOutcome, stamp_for(cfg, device=device)) as w:
-        for part in cohort.batches(c, size):
-            w.write(
-                counterfactuals.regimen_outcomes(
-                    part, cf.regimens, seed=cfg.seed, days=cfg.simulation.days, compat=cfg.simulation.compat,
-                    horizons=cf.horizons_days, replicates=cf.replicates,
-                )
-            )
-    log.info("counterfactuals: %d patients x %d regimens x %d replicates -> %s", len(c), len(cf.regimens), cf.replicates, args.out)
+    model = models.load(cfg)
+    cohort_df = io.read_table(args.cohort, model.cohort_schema)
+    with io.ShardWriter(args.out, model.outcome_schema, stamp_for(cfg, device=device)) as w:
+        for part in model.counterfactual(cohort_df, device):
+            w.write(part)
+    log.info("counterfactuals: %d patients, %d rows -> %s", len(cohort_df), w.rows, args.out)
 
 
 def _test_sets_args(p: argparse.ArgumentParser) -> None:
@@ -223,9 +227,22 @@ def _verify(args: argparse.Namespace, cfg: Config) -> None:
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
-    c = cohort.from_frame(_read_many(args.cohort, schemas.Cohort))
-    traj = _read_many(args.trajectories, schemas.Trajectory)
-    result = verification.verify(c, traj, cfg, args.gamma, device)
+    if cfg.model == "nsclc":
+        from oncobench.nsclc.model import NsclcModel
+        from oncobench.nsclc.verification import verify_nsclc
+
+        result = verify_nsclc(
+            _read_many(args.cohort, schemas.NsclcCohort),
+            _read_many(args.trajectories, schemas.NsclcTrajectory),
+            NsclcModel.from_config(cfg),
+            gamma=args.gamma,
+            device=device,
+            train_patients=cfg.verify.train_patients,
+        )
+    else:
+        c = cohort.from_frame(_read_many(args.cohort, schemas.Cohort))
+        traj = _read_many(args.trajectories, schemas.Trajectory)
+        result = verification.verify(c, traj, cfg, args.gamma, device)
     stamp = stamp_for(cfg, gamma=args.gamma, device=device)
     io.write_table(result.checks, args.out_checks, schemas.VerificationCheck, stamp)
     io.write_table(result.predictions, args.out_predictions, schemas.RecoveryPrediction, stamp)
@@ -239,10 +256,11 @@ def _verify(args: argparse.Namespace, cfg: Config) -> None:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, required=True)
     p.add_argument("--cohort", type=Path, nargs="+", required=True)
-    p.add_argument("--trajectories", type=Path, nargs="+", required=True)
-    p.add_argument("--regimens", type=Path, nargs="+", required=True)
-    p.add_argument("--onestep", type=Path, nargs="+", required=True)
-    p.add_argument("--taustep", type=Path, nargs="+", required=True)
+    p.add_argument("--regimens", type=Path, nargs="+", required=True, help="counterfactual outcome shards")
+    p.add_argument("--trajectories", type=Path, nargs="+", default=None, help="trajectory shards (geng2017)")
+    p.add_argument("--onestep", type=Path, nargs="+", default=None, help="one-step test shards (geng2017)")
+    p.add_argument("--taustep", type=Path, nargs="+", default=None, help="tau-step test shards (geng2017)")
+    p.add_argument("--factual", type=Path, nargs="+", default=None, help="factual outcome shards of this gamma (nsclc)")
     p.add_argument("--out", type=Path, required=True, help="output Parquet (Metric schema)")
 
 
@@ -253,6 +271,33 @@ def _evaluate(args: argparse.Namespace, cfg: Config) -> None:
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
+    needed = ("factual",) if cfg.model == "nsclc" else ("trajectories", "onestep", "taustep")
+    for name in needed:
+        if getattr(args, name) is None:
+            raise ConfigError(f"--{name}: required for model {cfg.model}")
+    if cfg.model == "nsclc":
+        from oncobench.nsclc.evaluation import evaluate_nsclc
+        from oncobench.nsclc.model import NsclcModel
+
+        m = NsclcModel.from_config(cfg)
+        metrics = evaluate_nsclc(
+            _read_many(args.cohort, schemas.NsclcCohort),
+            _read_many(args.factual, schemas.NsclcOutcome),
+            _read_many(args.regimens, schemas.NsclcOutcome),
+            gamma=args.gamma,
+            utility=cfg.nsclc.evaluate.utility,
+            guideline=cfg.nsclc.evaluate.guideline,
+            models=cfg.evaluate.models,
+            bootstrap=cfg.evaluate.bootstrap,
+            seed=cfg.seed,
+            test_fraction=cfg.counterfactuals.test_fraction,
+            device=device,
+            horizon_days=cfg.nsclc.horizon_days,
+            library=m.library,
+        )
+        io.write_table(metrics, args.out, schemas.Metric, stamp_for(cfg, gamma=args.gamma))
+        log.info("evaluate gamma=%g: %d metric rows -> %s", args.gamma, len(metrics), args.out)
+        return
     metrics = evaluation.evaluate(
         cfg=cfg,
         gamma=args.gamma,
@@ -279,7 +324,10 @@ def _report(args: argparse.Namespace, cfg: Config) -> None:
     """Write the human summary (Markdown) with its figures."""
     from oncobench import report
 
-    report.write_summary(cfg, args.results_dir, args.out, args.out_figure)
+    if cfg.model == "nsclc":
+        report.write_summary_nsclc(cfg, args.results_dir, args.out, args.out_figure)
+    else:
+        report.write_summary(cfg, args.results_dir, args.out, args.out_figure)
     log.info("summary -> %s", args.out)
 
 
@@ -303,6 +351,65 @@ def _track(args: argparse.Namespace, cfg: Config) -> None:
     )
     atomic_write_text(args.out, json.dumps(info, indent=2, sort_keys=True) + "\n")
     log.info("tracked as MLflow run %s at %s", info["run_id"], info["tracking_uri"])
+
+
+# --------------------------------------------------------------------------- trials
+def _trials_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-patients", type=Path, required=True, help="per-patient outcomes of every replicate (TrialPatient)")
+    p.add_argument("--out-summary", type=Path, required=True, help="published vs simulated per endpoint (TrialSummary)")
+    p.add_argument("--out-figures", type=Path, required=True, help="folder for one Kaplan-Meier figure per trial")
+    p.add_argument("--replicates", type=int, default=None, help="override nsclc.trials.replicates")
+
+
+def trial_specs(cfg: Config) -> list:
+    """The configured trials: shipped names or paths to spec files (nsclc.trials.specs)."""
+    from oncobench.trials.spec import load_spec, shipped_specs
+
+    shipped = shipped_specs()
+    out = []
+    for i, item in enumerate(cfg.nsclc.trials.specs):
+        if item in shipped:
+            out.append(shipped[item])
+        elif item.endswith((".yaml", ".yml")):
+            out.append(load_spec(item))
+        else:
+            raise ConfigError(f"config key 'nsclc.trials.specs[{i}]': '{item}' is neither a shipped trial {sorted(shipped)} nor a .yaml path")
+    return out
+
+
+@command("trials", _trials_args)
+def _trials(args: argparse.Namespace, cfg: Config) -> None:
+    """Run the configured virtual trials (replicated) and compare them with their published results."""
+    import pandas as pd
+
+    from oncobench import io, schemas
+    from oncobench.nsclc.model import NsclcModel
+    from oncobench.trials import analysis, runner
+
+    device = resolve_device(cfg.device)
+    m = NsclcModel.from_config(cfg)
+    reps = args.replicates or cfg.nsclc.trials.replicates
+    patients, summaries = [], []
+    args.out_figures.mkdir(parents=True, exist_ok=True)
+    for spec in trial_specs(cfg):
+        t0 = time.perf_counter()
+        df = runner.run_trial(spec, m.params, m.library, seed=cfg.seed, replicates=reps, device=device)
+        per = analysis.analyse_trial(df, spec)
+        summ = analysis.summarise(per, spec)
+        summ.insert(0, "trial", spec.name)
+        summ.insert(1, "calibration", bool(spec.calibration))
+        summ["replicates"] = reps
+        summaries.append(summ)
+        patients.append(df.assign(trial=spec.name))
+        analysis.km_figure(df, spec, args.out_figures / f"{spec.name}.png")
+        hits = summ["within_target"].dropna()
+        log.info("trial %s: %d replicates x %d patients in %.1f s; %d of %d published values within target",
+                 spec.name, reps, spec.sample_size, time.perf_counter() - t0, int(hits.sum()), len(hits))
+    stamp = stamp_for(cfg, device=device)
+    summary = pd.concat(summaries, ignore_index=True)
+    summary["within_target"] = summary["within_target"].astype("boolean")
+    io.write_table(pd.concat(patients, ignore_index=True), args.out_patients, schemas.TrialPatient, stamp)
+    io.write_table(summary, args.out_summary, schemas.TrialSummary, stamp)
 
 
 # --------------------------------------------------------------------------- calibrate

@@ -260,6 +260,34 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class NsclcTrialsConfig:
+    specs: tuple[str, ...]
+    replicates: int
+
+
+@dataclass(frozen=True)
+class NsclcEvaluateConfig:
+    utility: str
+    guideline: str
+
+
+@dataclass(frozen=True)
+class NsclcConfig:
+    """Keys of the precision-oncology NSCLC model (``nsclc:`` in the YAML)."""
+
+    parameters: str | None
+    regimens: str | None
+    region: str
+    horizon_days: int
+    record_every: int
+    scan_every_days: int
+    chunk_patients: int
+    first_line_regimens: tuple[str, ...]
+    trials: NsclcTrialsConfig
+    evaluate: NsclcEvaluateConfig
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated run configuration."""
 
@@ -267,6 +295,7 @@ class Config:
     model: str
     results_dir: str
     device: str
+    nsclc: NsclcConfig
     cohort: CohortConfig
     simulation: SimulationConfig
     policy: PolicyConfig
@@ -330,6 +359,21 @@ def _schedule(raw: Mapping[str, Any] | None) -> Schedule | None:
     return None if raw is None else Schedule(every_days=raw["every_days"], start_day=raw["start_day"], doses=raw["doses"])
 
 
+def _nsclc(n: Mapping[str, Any]) -> NsclcConfig:
+    return NsclcConfig(
+        parameters=n["parameters"],
+        regimens=n["regimens"],
+        region=n["region"],
+        horizon_days=n["horizon_days"],
+        record_every=n["record_every"],
+        scan_every_days=n["scan_every_days"],
+        chunk_patients=n["chunk_patients"],
+        first_line_regimens=tuple(n["first_line_regimens"]),
+        trials=NsclcTrialsConfig(specs=tuple(n["trials"]["specs"]), replicates=n["trials"]["replicates"]),
+        evaluate=NsclcEvaluateConfig(**n["evaluate"]),
+    )
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     """Validate a raw mapping (defaults filled) and build the frozen :class:`Config`."""
     d = validate_mapping(raw)
@@ -343,6 +387,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         model=d["model"],
         results_dir=d["results_dir"],
         device=d["device"],
+        nsclc=_nsclc(d["nsclc"]),
         cohort=CohortConfig(**d["cohort"]),
         simulation=SimulationConfig(**d["simulation"]),
         policy=PolicyConfig(gamma=gammas, window_days=d["policy"]["window_days"]),

@@ -104,3 +104,17 @@ def save(fig, path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def plot_survival_by_regimen(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str) -> Figure:
+    """Kaplan-Meier curves (x in months) of the same patients under each regimen, one axis."""
+    fig, axes = _figure(1, panel_size=(7.0, 4.2))
+    ax = axes[0]
+    for i, (name, (t, s)) in enumerate(curves.items()):
+        ax.step(t, s, where="post", lw=1.2, color=f"C{i % 10}", label=name)
+    ax.set_xlabel("months from start of first-line treatment")
+    ax.set_ylabel("overall survival")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+    return fig

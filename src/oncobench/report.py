@@ -137,3 +137,112 @@ def write_summary(cfg: Config, results_dir: str | Path, out: str | Path, out_fig
         md.append(f"Full table: `{_rel(results / 'metrics' / f'gamma-{format_gamma(g)}.parquet', here)}`.\n")
 
     io.atomic_write_text(out, "\n".join(md))
+
+
+def write_summary_nsclc(cfg: Config, results_dir: str | Path, out: str | Path, out_figure: str | Path) -> None:
+    """Summary of an NSCLC-model run: cohort, factual courses, counterfactual outcomes, trials."""
+    from oncobench.trials.analysis import km_curve
+    from oncobench.trials.spec import DAYS_PER_MONTH
+
+    results = Path(results_dir)
+    out = Path(out)
+    here = out.parent
+    shards = range(cfg.cohort.shards)
+    cohort_df = pd.concat([io.read_table(results / "cohort" / f"shard-{k}.parquet", schemas.NsclcCohort) for k in shards], ignore_index=True)
+    cf = pd.concat(
+        [io.read_table(results / "counterfactuals" / "regimens" / f"shard-{k}.parquet", schemas.NsclcOutcome) for k in shards],
+        ignore_index=True,
+    )
+    curves = {}
+    for name, part in cf[cf.replicate == 0].groupby("regimen", sort=False):
+        t, s = km_curve(part.os_days.to_numpy(), part.os_event.to_numpy())
+        curves[name] = (t / DAYS_PER_MONTH, s)
+    figures.save(
+        figures.plot_survival_by_regimen(curves, title="Overall survival of the whole cohort under each first-line regimen"),
+        out_figure,
+    )
+
+    md: list[str] = [f"# oncobench run summary ({cfg.tracking.release})\n"]
+    md.append(
+        f"oncobench {__version__}, commit `{io.git_commit()[:12]}`, config hash `{cfg.hash()}`, seed {cfg.seed}. "
+        f"Model `nsclc` ({cfg.nsclc.region} population), {cfg.cohort.n_patients} patients in {cfg.cohort.shards} shards, "
+        f"{cfg.nsclc.horizon_days} days from first-line start, scans every {cfg.nsclc.scan_every_days} days, "
+        f"confounding strengths γ = {', '.join(format_gamma(g) for g in cfg.gammas)}.\n"
+    )
+    md.append("## Cohort\n")
+    rows = [
+        ("EGFR mutant", (cohort_df.egfr != "wild_type").mean()),
+        ("ALK fusion", cohort_df.alk.mean()),
+        ("KRAS G12C", cohort_df.kras_g12c.mean()),
+        ("PD-L1 TPS >= 50%", (cohort_df.pdl1_group == ">=50%").mean()),
+        ("squamous", (cohort_df.histology == "squamous").mean()),
+        ("ECOG 2", (cohort_df.ecog == 2).mean()),
+        ("stage IV", (cohort_df.stage == "IV").mean()),
+        ("median age", cohort_df.age_years.median()),
+    ]
+    md.append(_table(pd.DataFrame(rows, columns=["covariate", "value"])) + "\n")
+
+    md.append("## Factual courses under the historical policy\n")
+    rows = []
+    for g in cfg.gammas:
+        f = pd.concat(
+            [io.read_table(results / "factual" / f"gamma-{format_gamma(g)}" / f"shard-{k}.parquet", schemas.NsclcOutcome) for k in shards],
+            ignore_index=True,
+        )
+        top = f.regimen.value_counts(normalize=True).head(3)
+        rows.append(
+            {
+                "gamma": g,
+                "most given (share)": ", ".join(f"{k} ({v:.2f})" for k, v in top.items()),
+                "died": f.os_event.mean(),
+                "grade >=3 AE": f.grade3_ae.mean(),
+                "mean QALYs": f.qalys.mean(),
+            }
+        )
+    md.append(_table(pd.DataFrame(rows)) + "\n")
+
+    md.append("## Counterfactual outcomes by first-line regimen (every patient under every regimen)\n")
+    md.append(f"![Overall survival by regimen]({_rel(Path(out_figure), here)})\n")
+    rep0 = cf[cf.replicate == 0]
+    by = rep0.groupby("regimen", sort=False).agg(
+        rmst_days=("os_days", "mean"),
+        died=("os_event", "mean"),
+        progressed=("pfs_event", "mean"),
+        orr=("best_response", lambda x: x.isin(["CR", "PR"]).mean()),
+        grade3_ae=("grade3_ae", "mean"),
+        qalys=("qalys", "mean"),
+        cost_gbp=("cost_gbp", "mean"),
+    )
+    md.append(_table(by.reset_index()) + "\n")
+
+    md.append("## Virtual trials against their published results\n")
+    summary = io.read_table(results / "trials" / "summary.parquet", schemas.TrialSummary)
+    for trial, part in summary.groupby("trial", sort=False):
+        kind = "calibration trial" if part.calibration.iloc[0] else "not used in the calibration"
+        hits = part.within_target.dropna()
+        md.append(f"### {trial} ({kind}; {int(hits.sum())} of {len(hits)} within target; {part.replicates.iloc[0]} replicates)\n")
+        shown = part[["endpoint", "statistic", "published_text", "simulated_mean", "simulated_lower", "simulated_upper", "within_target"]]
+        md.append(_table(shown) + "\n")
+        md.append(f"![{trial}]({_rel(results / 'trials' / 'figures' / f'{trial}.png', here)})\n")
+
+    md.append("## Verification\n")
+    for g in cfg.gammas:
+        d = results / "verification" / f"gamma-{format_gamma(g)}"
+        verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
+        checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
+        md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
+        if verdict.reasons:
+            md.append(f"Failed: {verdict.reasons}\n")
+        md.append(_table(checks) + "\n")
+
+    md.append("## Treatment recommendation (test patients, bootstrap 95% intervals)\n")
+    for g in cfg.gammas:
+        m = io.read_table(results / "metrics" / f"gamma-{format_gamma(g)}.parquet", schemas.Metric)
+        m = m[m.tier == "all"].copy()
+        m["value"] = [_ci(r) for r in m.itertuples()]
+        md.append(f"### γ = {format_gamma(g)}\n")
+        keep = ["mean_qalys", "rmst_days", "grade3_rate", "qaly_gain_vs_guideline", "survival_benefit_days_vs_guideline",
+                "toxicity_avoidance_vs_guideline", "regret", "oracle_agreement"]
+        pivot = m[m.metric.isin(keep)].pivot_table(index="model", columns="metric", values="value", aggfunc="first")
+        md.append(_table(pivot[[k for k in keep if k in pivot.columns]].reset_index()) + "\n")
+    io.atomic_write_text(out, "\n".join(md))

@@ -149,7 +149,126 @@ class Metric(_Strict):
     n: Series[int] = pa.Field(ge=0)
 
 
+# ---- the precision-oncology NSCLC model (oncobench.nsclc; docs/nsclc-contracts.md) ----------
+NSCLC_STAGES = ["IIIA", "IIIB", "IIIC", "IV"]
+RESPONSES = ["NE", "CR", "PR", "SD", "PD"]
+
+
+class NsclcCohort(PatientKey):
+    """Observable covariates, genotype and biomarkers, plus the ``latent_*`` ground truth."""
+
+    age_years: Series[float] = pa.Field(ge=18, le=100)
+    sex: Series[str] = pa.Field(isin=["female", "male"])
+    ecog: Series[int] = pa.Field(isin=[0, 1, 2])
+    stage: Series[str] = pa.Field(isin=NSCLC_STAGES)
+    histology: Series[str] = pa.Field(isin=["adenocarcinoma", "squamous"])
+    smoking: Series[str] = pa.Field(isin=["never", "former", "current"])
+    height_cm: Series[float] = pa.Field(gt=0)
+    weight_kg: Series[float] = pa.Field(gt=0)
+    bsa_m2: Series[float] = pa.Field(gt=0)
+    creatinine_clearance_ml_min: Series[float] = pa.Field(gt=0)
+    egfr: Series[str] = pa.Field(isin=["wild_type", "ex19del", "l858r"])
+    alk: Series[bool]
+    kras_g12c: Series[bool]
+    pdl1_tps: Series[float] = pa.Field(ge=0, le=1)
+    pdl1_group: Series[str] = pa.Field(isin=["<1%", "1-49%", ">=50%"])
+    region: Series[str] = pa.Field(isin=["western", "east_asian"])
+    latent_growth_rate_per_day: Series[float] = pa.Field(gt=0)
+    latent_baseline_sld_mm: Series[float] = pa.Field(ge=10)
+    latent_immune_responder: Series[bool]
+    latent_radio_alpha_per_gy: Series[float] = pa.Field(gt=0)
+    latent_anc_baseline_1e9_per_l: Series[float] = pa.Field(gt=0)
+    latent_sensitivity_platinum: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_antifolate: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_taxane: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_nucleoside: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_anti_pd1: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_anti_pdl1: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_egfr_tki_1g: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_egfr_tki_3g: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_alk_tki_1g: Series[float] = pa.Field(ge=0)
+    latent_sensitivity_alk_tki_2g: Series[float] = pa.Field(ge=0)
+
+
+class NsclcTrajectory(PatientKey):
+    """The factual course: recorded days (every ``nsclc.record_every``-th and every scan day)."""
+
+    day: Series[int] = pa.Field(ge=0)
+    regimen: Series[pd.CategoricalDtype]
+    line: Series[int] = pa.Field(ge=1)
+    drugs_given: Series[int] = pa.Field(ge=0)
+    sld_true_mm: Series[float] = pa.Field(ge=0)
+    scanned: Series[bool]
+    sld_measured_mm: Series[float] = pa.Field(ge=0, nullable=True)
+    recist: Series[pd.CategoricalDtype] = pa.Field(nullable=True, dtype_kwargs={"categories": RESPONSES, "ordered": False})
+    anc_1e9_per_l: Series[float] = pa.Field(ge=0)
+
+
+class NsclcOutcome(PatientKey):
+    """Outcomes of a patient under a first-line regimen (factual or counterfactual)."""
+
+    regimen: Series[str]
+    replicate: Series[int] = pa.Field(ge=0)
+    pfs_days: Series[float] = pa.Field(ge=0)
+    pfs_event: Series[bool]
+    os_days: Series[float] = pa.Field(ge=0)
+    os_event: Series[bool]
+    best_response: Series[str] = pa.Field(isin=RESPONSES)
+    grade3_ae: Series[bool]
+    worst_grade: Series[int] = pa.Field(ge=0, le=5)
+    days_grade3plus: Series[int] = pa.Field(ge=0)
+    febrile_neutropenia: Series[bool]
+    treatment_death: Series[bool]
+    qalys: Series[float] = pa.Field(ge=0)
+    cost_gbp: Series[float] = pa.Field(ge=0)
+    lines_received: Series[int] = pa.Field(ge=1)
+
+
+class TrialPatient(PatientKey):
+    """One randomised patient of one replicate of a virtual trial (times from randomisation)."""
+
+    trial: Series[str]
+    replicate: Series[int] = pa.Field(ge=0)
+    arm: Series[str]
+    enrol_day: Series[float] = pa.Field(ge=0)
+    pfs_days: Series[float] = pa.Field(ge=0)
+    pfs_event: Series[bool]
+    os_days: Series[float] = pa.Field(ge=0)
+    os_event: Series[bool]
+    best_response: Series[str] = pa.Field(isin=RESPONSES)
+    grade3_ae: Series[bool]
+    regimen: Series[str]
+    crossover: Series[bool]
+    qalys: Series[float] = pa.Field(ge=0)
+    cost_gbp: Series[float] = pa.Field(ge=0)
+    worst_grade: Series[int] = pa.Field(ge=0, le=5)
+
+
+class TrialSummary(_Strict):
+    """Per trial x endpoint x statistic: published value, simulated mean and 95% interval, target."""
+
+    trial: Series[str]
+    calibration: Series[bool]
+    endpoint: Series[str]
+    statistic: Series[str]
+    published: Series[float] = pa.Field(nullable=True)
+    published_lower: Series[float] = pa.Field(nullable=True)
+    published_upper: Series[float] = pa.Field(nullable=True)
+    published_text: Series[str] = pa.Field(nullable=True)
+    simulated_mean: Series[float] = pa.Field(nullable=True)
+    simulated_lower: Series[float] = pa.Field(nullable=True)
+    simulated_upper: Series[float] = pa.Field(nullable=True)
+    share_finite: Series[float] = pa.Field(nullable=True)
+    power: Series[float] = pa.Field(nullable=True)
+    within_target: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    target: Series[str] = pa.Field(nullable=True)
+    replicates: Series[int] = pa.Field(ge=1)
+
+
 SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     cls.__name__: cls
-    for cls in (Cohort, Trajectory, RegimenOutcome, OneStep, TauStep, VerificationCheck, RecoveryPrediction, Verdict, Metric)
+    for cls in (
+        Cohort, Trajectory, RegimenOutcome, OneStep, TauStep, VerificationCheck, RecoveryPrediction, Verdict, Metric,
+        NsclcCohort, NsclcTrajectory, NsclcOutcome, TrialPatient, TrialSummary,
+    )
 }

@@ -27,6 +27,17 @@ STAGE_DIRS = {
     "evaluate": (("evaluate_models",), ("metrics",)),
     "report": (("write_summary",), ("summary",)),
 }
+NSCLC_STAGE_DIRS = {
+    **STAGE_DIRS,
+    "simulate": (("simulate_trajectories",), ("trajectories", "factual")),
+    "counterfactuals": (("simulate_counterfactual_regimens",), ("counterfactuals",)),
+    "trials": (("run_trials",), ("trials",)),
+}
+
+
+def stage_dirs(cfg: Config) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Stages of the workflow of ``cfg.model``: benchmark rule names and artifact folders."""
+    return NSCLC_STAGE_DIRS if cfg.model == "nsclc" else STAGE_DIRS
 
 
 def split_artifacts(results_dir: Path, folder: str, max_mb: float) -> tuple[list[Path], list[Path]]:
@@ -92,7 +103,16 @@ def _stage_metrics(stage: str, results_dir: Path, cfg: Config) -> dict[str, floa
         m["n_patients"] = float(cfg.cohort.n_patients)
         m["shards"] = float(cfg.cohort.shards)
     elif stage == "simulate":
-        m["patient_days_per_gamma"] = float(cfg.cohort.n_patients * cfg.simulation.days)
+        days = cfg.nsclc.horizon_days if cfg.model == "nsclc" else cfg.simulation.days
+        m["patient_days_per_gamma"] = float(cfg.cohort.n_patients * days)
+    elif stage == "trials":
+        summary = io.read_table(results_dir / "trials" / "summary.parquet", schemas.TrialSummary)
+        for row in summary.itertuples():
+            if pd.notna(row.simulated_mean):
+                m[metric_key(row.trial, row.endpoint, row.statistic)] = float(row.simulated_mean)
+        hits = summary.within_target.dropna()
+        m["published_values_within_target"] = float(hits.sum())
+        m["published_values_compared"] = float(len(hits))
     elif stage == "verify":
         for g in cfg.gammas:
             d = results_dir / "verification" / f"gamma-{format_gamma(g)}"
@@ -150,7 +170,7 @@ def log_workflow_run(cfg: Config, results_dir: str | Path, *, snakemake_version:
     with mlflow.start_run(experiment_id=exp_id, run_name=f"oncobench-{cfg.tracking.release}-{cfg.hash()}", tags=tags) as parent:
         mlflow.log_params(flatten(cfg.raw))
         mlflow.log_artifact(str(results_dir / "config.resolved.yaml"))
-        for stage, (rules, folders) in STAGE_DIRS.items():
+        for stage, (rules, folders) in stage_dirs(cfg).items():
             with mlflow.start_run(experiment_id=exp_id, run_name=stage, nested=True, tags={"oncobench.stage": stage}) as child:
                 metrics = _stage_metrics(stage, results_dir, cfg)
                 for rule in rules:

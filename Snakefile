@@ -17,10 +17,20 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/config.smk"
 include: "rules/cohort.smk"
-include: "rules/simulate.smk"
-include: "rules/verify.smk"
-include: "rules/counterfactuals.smk"
-include: "rules/evaluate.smk"
+
+
+if config["model"] == "nsclc":
+
+    include: "rules/nsclc.smk"
+
+else:
+
+    include: "rules/simulate.smk"
+    include: "rules/verify.smk"
+    include: "rules/counterfactuals.smk"
+    include: "rules/evaluate.smk"
+
+
 include: "rules/report.smk"
 include: "rules/track.smk"
 

@@ -51,6 +51,20 @@ def taustep_shards(wildcards):
     return expand(f"{R}/counterfactuals/gamma-{{gamma}}/taustep/shard-{{shard}}.parquet", gamma=wildcards.gamma, shard=SHARDS)
 
 
+def factual_shards(wildcards):
+    return expand(f"{R}/factual/gamma-{{gamma}}/shard-{{shard}}.parquet", gamma=wildcards.gamma, shard=SHARDS)
+
+
+def model_extras(wildcards=None):
+    """Inputs of the summary and tracking rules that only one model has."""
+    if CFG.model == "nsclc":
+        return {
+            "trials": f"{R}/trials/summary.parquet",
+            "factual": expand(f"{R}/factual/gamma-{{gamma}}/shard-{{shard}}.parquet", gamma=GAMMAS, shard=SHARDS),
+        }
+    return {}
+
+
 def verification_dirs(wildcards=None):
     return expand(f"{R}/verification/gamma-{{gamma}}/verdict.parquet", gamma=GAMMAS)
 

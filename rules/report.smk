@@ -1,5 +1,6 @@
 rule write_summary:
     input:
+        unpack(model_extras),
         config=CONFIG_FILE,
         cohort=cohort_shards,
         trajectories=expand(f"{R}/trajectories/gamma-{{gamma}}/shard-0.parquet", gamma=GAMMAS),

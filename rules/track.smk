@@ -5,6 +5,7 @@ localrules:
 # The only MLflow writer: runs once, locally, after everything else (cluster jobs never log).
 rule track_run:
     input:
+        unpack(model_extras),
         config=CONFIG_FILE,
         summary=f"{R}/summary/summary.md",
         verification=verification_dirs,

@@ -19,6 +19,7 @@ def tiny_config(**overrides) -> Config:
     """A config small enough for unit tests; ``overrides`` are nested dicts merged on top."""
     base = {
         "seed": SEED,
+        "model": "geng2017",
         "cohort": {"n_patients": 60, "shards": 2},
         "simulation": {"days": 30},
         "policy": {"gamma": [2]},

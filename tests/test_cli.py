@@ -16,7 +16,7 @@ from oncobench.cli import main
 
 
 def _cfg(tmp_path: Path, name: str, **over) -> Path:
-    raw = {"seed": 7, "device": "cpu", "cohort": {"n_patients": 90, "shards": 1}, "simulation": {"days": 25},
+    raw = {"seed": 7, "model": "geng2017", "device": "cpu", "cohort": {"n_patients": 90, "shards": 1}, "simulation": {"days": 25},
            "policy": {"gamma": [3]}, "counterfactuals": {"horizons_days": [10, 24], "tau_max": 3}, "evaluate": {"horizon_days": 24}}
     for k, v in over.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v

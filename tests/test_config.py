@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_embedded_default_config_loads():
     cfg = load_config(ROOT / "config" / "config.yaml")
+    assert cfg.model == "nsclc" and cfg.cohort.n_patients == 2000 and cfg.gammas == (0.0, 4.0)
+    assert cfg.nsclc.horizon_days == 1095 and "keynote010" in cfg.nsclc.trials.specs
+    assert load_config().model == "nsclc"  # the schema's default is the NSCLC model too
+
+
+def test_geng2017_config_loads():
+    cfg = load_config(ROOT / "config" / "geng2017.yaml")
     assert cfg.model == "geng2017" and cfg.cohort.n_patients == 2000 and cfg.gammas == (0.0, 4.0)
     assert [r.name for r in cfg.counterfactuals.regimens] == ["no_treatment", "chemo", "radio", "chemo_radio"]
     assert cfg.counterfactuals.regimens[2].radio.days(60) == list(range(30))

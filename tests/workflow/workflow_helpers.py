@@ -21,7 +21,8 @@ def copy_workflow(dest: Path) -> Path:
             shutil.copytree(src, dest / name, symlinks=False)
         else:
             shutil.copy2(src, dest / name)
-    shutil.copy2(ROOT / "tests" / "workflow" / "tiny.yaml", dest / "tiny.yaml")
+    for cfg in (ROOT / "tests" / "workflow").glob("*.yaml"):
+        shutil.copy2(cfg, dest / cfg.name)
     return dest
 
 
@@ -33,6 +34,6 @@ def env_with_venv() -> dict[str, str]:
     return env
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--configfile", "tiny.yaml", *args]
+def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str = "tiny.yaml") -> subprocess.CompletedProcess:
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--configfile", configfile, *args]
     return subprocess.run(cmd, cwd=workdir, env=env_with_venv(), capture_output=True, text=True, timeout=timeout)

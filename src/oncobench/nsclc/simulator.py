@@ -439,6 +439,67 @@ def simulate(
     for t in range(schedule.days):
         w_t = day_weight[t]
         disc_t = w_t * economics.DAYS_PER_YEAR
+        # ---- state at the start of day t; scan and RECIST ---------------------------------------
+        if rec is not None:
+            rec.day(t, logv, fr[:, 4], reg, line_idx, alive)
+        pd_now = torch.zeros_like(alive)
+        if t in scans:
+            m = _measure(logv, keys[ModelStream.SCAN], t, meas, undetect)
+            code = recist.classify(m, baseline_mm, nadir_mm, new_lesion).to(torch.int64)
+            scanned = alive if scan_table is None else alive & scan_table[row_schedule, t]
+            nadir_mm = torch.where(scanned, torch.minimum(nadir_mm, m), nadir_mm)
+            last_code = torch.where(scanned, code, last_code)
+            pd_now = scanned & (code == PD)
+            study = scanned & (line_idx == 0) & ~pfs_event
+            resp = study & ((code == CR) | (code == PR))
+            newly = resp & (first_resp < 0)
+            confirm = resp & (first_resp >= 0) & (t - first_resp >= CONFIRMATION_DAYS)
+            confirmed_cr |= confirm & (code == CR)
+            confirmed |= confirm
+            first_resp = torch.where(newly, torch.full_like(first_resp, t), first_resp)
+            sd_seen |= study & (code != PD) & (t >= MIN_SD_DAYS)
+            first_pd |= study & (code == PD) & ~any_scan
+            any_scan |= study
+            if rec is not None:
+                rec.scan(t, m, code, scanned)
+            study_pd = pd_now & (line_idx == 0) & ~pfs_event
+            prog_logv = torch.where(study_pd, logv, prog_logv)
+            prog_texp_u = torch.where(study_pd.unsqueeze(1), texp_u, prog_texp_u)
+            pfs_days = torch.where(study_pd, torch.full_like(pfs_days, t), pfs_days)
+            pfs_event |= study_pd
+            progressed_any |= pd_now
+        # ---- next line at progression: it starts today -------------------------------------------
+        moving = pd_now
+        if bool(moving.any()):
+            counter = line_idx
+            u_next, u_t790m = rng.uniform_pair(keys[ModelStream.PATHWAY], counter)
+            nxt = T.next_regimen[reg]
+            cross = assignment.crossover_regimen.to(dev)
+            nxt = torch.where((line_idx == 0) & (cross >= 0), cross, nxt)
+            t790m_case = T.first_gen_egfr[reg] & (nxt == T.osimertinib) & (u_t790m >= t790m_p)
+            nxt = torch.where(t790m_case, torch.full_like(nxt, T.t790m_fallback), nxt)
+            line_reached = (line_idx + assignment.start_line + 1).clamp(max=4) - 2  # 0 = line 2
+            gets = (u_next < next_line_p[line_reached.clamp(min=0)]) & (nxt >= 0)
+            nxt = torch.where(gets, nxt, torch.full_like(nxt, T.bsc))
+            reg = torch.where(moving, nxt, reg)
+            on_tx = torch.where(moving, nxt != T.bsc, on_tx)
+            zero = torch.zeros_like(phase)
+            phase = torch.where(moving, zero, phase)
+            cycle = torch.where(moving, zero, cycle)
+            cday = torch.where(moving, zero, cday)
+            delay = torch.where(moving, zero, delay)
+            line_start = torch.where(moving, torch.full_like(line_start, t), line_start)
+            lines += (moving & (nxt != T.bsc)).to(torch.int64)
+            line_idx = line_idx + moving
+            factor = torch.where(moving.unsqueeze(1), torch.ones_like(factor), factor)
+            line_base_logv = torch.where(moving, logv, line_base_logv)
+            H_nl = torch.where(moving, torch.zeros_like(H_nl), H_nl)
+            E_nl = torch.where(moving, _exp_threshold(keys[ModelStream.NEW_LESION], line_idx), E_nl)
+            new_lesion &= ~moving
+            # the progression scan is the new line's RECIST baseline
+            baseline_mm = torch.where(moving, m, baseline_mm)
+            nadir_mm = torch.where(moving, m, nadir_mm)
+            last_code = torch.where(moving, torch.full_like(last_code, SD), last_code)
         # ---- dosing -------------------------------------------------------------------------
         treating = alive & on_tx
         ph = phase.clamp(max=max_phase)
@@ -522,41 +583,17 @@ def simulate(
         # ---- new lesions ------------------------------------------------------------------------
         H_nl = H_nl + nl_rate * torch.exp(logv - line_base_logv) * alive
         new_lesion |= alive & (H_nl >= E_nl)
-        # ---- scan and RECIST ----------------------------------------------------------------------
-        pd_now = torch.zeros_like(alive)
-        if t in scans:
-            m = _measure(logv, keys[ModelStream.SCAN], t, meas, undetect)
-            code = recist.classify(m, baseline_mm, nadir_mm, new_lesion).to(torch.int64)
-            scanned = alive if scan_table is None else alive & scan_table[row_schedule, t]
-            nadir_mm = torch.where(scanned, torch.minimum(nadir_mm, m), nadir_mm)
-            last_code = torch.where(scanned, code, last_code)
-            pd_now = scanned & (code == PD)
-            study = scanned & (line_idx == 0) & ~pfs_event
-            resp = study & ((code == CR) | (code == PR))
-            newly = resp & (first_resp < 0)
-            confirm = resp & (first_resp >= 0) & (t - first_resp >= CONFIRMATION_DAYS)
-            confirmed_cr |= confirm & (code == CR)
-            confirmed |= confirm
-            first_resp = torch.where(newly, torch.full_like(first_resp, t), first_resp)
-            sd_seen |= study & (code != PD) & (t >= MIN_SD_DAYS)
-            first_pd |= study & (code == PD) & ~any_scan
-            any_scan |= study
-            if rec is not None:
-                rec.scan(t, m, code, scanned)
         # ---- death ------------------------------------------------------------------------------
         h = torch.exp(base_log_h + beta_b * (logv - log_ref))
         H_death = H_death + h * alive
         dies = alive & ((H_death >= E_death) | tdeath)
         # ---- outcomes of the day ------------------------------------------------------------------
-        study_pd = (pd_now | dies) & (line_idx == 0) & ~pfs_event
-        prog_logv = torch.where(study_pd & pd_now, logv, prog_logv)
-        prog_texp_u = torch.where((study_pd & pd_now).unsqueeze(1), texp_u, prog_texp_u)
-        pfs_days = torch.where(study_pd, torch.full_like(pfs_days, t), pfs_days)
-        pfs_event |= study_pd
+        study_death = dies & (line_idx == 0) & ~pfs_event
+        pfs_days = torch.where(study_death, torch.full_like(pfs_days, t), pfs_days)
+        pfs_event |= study_death
         os_days = torch.where(dies, torch.full_like(os_days, t), os_days)
         os_event |= dies
         worst = torch.where(dies & tdeath, torch.full_like(worst, 5), worst)
-        progressed_any |= pd_now
         responding = (last_code == CR) | (last_code == PR)
         util = economics.daily_utility(
             progressed_any, responding & ~progressed_any, anc_grade >= 3, fn_left > 0, nonheme_left > 0
@@ -570,40 +607,8 @@ def simulate(
         nonheme_left = (nonheme_left - 1).clamp(min=0)
         fn_left = (fn_left - 1).clamp(min=0)
         if rec is not None:
-            rec.day(t, logv, fr[:, 4], reg, line_idx, dose, bits, alive, used_d)
+            rec.drugs_of_day(t, dose, bits, alive)
         alive = alive & ~dies
-        # ---- next line at progression ----------------------------------------------------------
-        moving = pd_now & alive
-        if bool(moving.any()):
-            counter = line_idx
-            u_next, u_t790m = rng.uniform_pair(keys[ModelStream.PATHWAY], counter)
-            nxt = T.next_regimen[reg]
-            cross = assignment.crossover_regimen.to(dev)
-            nxt = torch.where((line_idx == 0) & (cross >= 0), cross, nxt)
-            t790m_case = T.first_gen_egfr[reg] & (nxt == T.osimertinib) & (u_t790m >= t790m_p)
-            nxt = torch.where(t790m_case, torch.full_like(nxt, T.t790m_fallback), nxt)
-            line_reached = (line_idx + assignment.start_line + 1).clamp(max=4) - 2  # 0 = line 2
-            gets = (u_next < next_line_p[line_reached.clamp(min=0)]) & (nxt >= 0)
-            nxt = torch.where(gets, nxt, torch.full_like(nxt, T.bsc))
-            reg = torch.where(moving, nxt, reg)
-            on_tx = torch.where(moving, nxt != T.bsc, on_tx)
-            zero = torch.zeros_like(phase)
-            phase = torch.where(moving, zero, phase)
-            cycle = torch.where(moving, zero, cycle)
-            cday = torch.where(moving, zero, cday)
-            delay = torch.where(moving, zero, delay)
-            line_start = torch.where(moving, torch.full_like(line_start, t + 1), line_start)
-            lines += (moving & (nxt != T.bsc)).to(torch.int64)
-            line_idx = line_idx + moving
-            factor = torch.where(moving.unsqueeze(1), torch.ones_like(factor), factor)
-            line_base_logv = torch.where(moving, logv, line_base_logv)
-            H_nl = torch.where(moving, torch.zeros_like(H_nl), H_nl)
-            E_nl = torch.where(moving, _exp_threshold(keys[ModelStream.NEW_LESION], line_idx), E_nl)
-            new_lesion &= ~moving
-            m_now = log_volume_to_sld(logv)
-            baseline_mm = torch.where(moving, m_now, baseline_mm)
-            nadir_mm = torch.where(moving, m_now, nadir_mm)
-            last_code = torch.where(moving, torch.full_like(last_code, SD), last_code)
         if not bool(alive.any()):
             break
 
@@ -666,13 +671,17 @@ class _Recorder:
         self.meas[t] = torch.where(alive, m, self.meas[t])
         self.code[t] = torch.where(alive, code.to(torch.int8), self.code[t])
 
-    def day(self, t, logv, anc, reg, line, dose, bit, alive, used_d) -> None:
+    def day(self, t, logv, anc, reg, line, alive) -> None:
+        """State at the start of day ``t``."""
         self.sld[t] = torch.where(alive, log_volume_to_sld(logv), self.sld[t])
         self.anc[t] = torch.where(alive, anc, self.anc[t])
         self.reg[t] = torch.where(alive, reg.to(torch.int16), self.reg[t])
         self.line[t] = torch.where(alive, line.to(torch.int8), self.line[t])
-        self.drugs[t] = torch.where(alive, ((dose > 0).to(torch.int32) * bit).sum(1).to(torch.int32), self.drugs[t])
         self.alive[t] = alive
+
+    def drugs_of_day(self, t, dose, bit, alive) -> None:
+        """Drugs given on day ``t`` (after a progression scan that day: the new line's)."""
+        self.drugs[t] = torch.where(alive, ((dose > 0).to(torch.int32) * bit).sum(1).to(torch.int32), self.drugs[t])
 
     def finish(self) -> Record:
         return Record(self.sld, self.meas, self.code, self.anc, self.reg, self.line, self.drugs, self.alive)

@@ -1,0 +1,180 @@
+"""The NSCLC simulator against independent answers: event tables, analytic growth, Calvert, CRN."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from oncobench.config import load_config
+from oncobench.nsclc import calibration, params as pm, policies
+from oncobench.nsclc.drugs import DRUG_NAMES
+from oncobench.nsclc.latent import log_volume_to_sld, sld_to_log_volume
+from oncobench.nsclc.model import NsclcModel
+from oncobench.nsclc.regimens import expand
+from oncobench.nsclc.simulator import Assignment, Schedule, simulate
+from oncobench.trials import runner
+from oncobench.trials.spec import shipped_specs
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model() -> NsclcModel:
+    return NsclcModel.from_config(load_config(overrides={"seed": 5, "nsclc": {"horizon_days": 200}}))
+
+
+def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, library=None, record=True):
+    lib = library or m.library
+    n = len(pop)
+    a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), -1, dtype=torch.int64))
+    return simulate(pop, lat, a, Schedule(days=days, scan_days=tuple(range(42, days, 42)), record=record),
+                    params or m.params, lib, seed=m.seed)
+
+
+def test_doses_follow_the_event_table_when_nothing_intervenes(model):
+    """With no holds, reductions, toxicity stops or progression, the simulator gives exactly expand()'s doses."""
+    quiet = pm.with_values(model.params, {
+        "toxicity.discontinue_probability": 0.0,
+        "toxicity.febrile_neutropenia_death_probability": 0.0,
+        "toxicity.treatment_death_probability": 0.0,
+        "tumour.new_lesion_rate_per_day": 0.0,
+    })
+    lib = dataclasses.replace(model.library, hold_anc_below_1e9_per_l=torch.zeros_like(model.library.hold_anc_below_1e9_per_l))
+    pop, lat = model.draw(torch.arange(40))
+    # very sensitive tumours do not progress within the window
+    lat = dataclasses.replace(lat, sensitivity=torch.full_like(lat.sensitivity, 5.0))
+    days = 120
+    for regimen in ("carboplatin_pemetrexed", "pembrolizumab_carboplatin_pemetrexed", "docetaxel", "chemoradiation"):
+        out = _run(model, pop, lat, regimen, days, params=quiet, library=lib)
+        expected = expand(lib, regimen, days) > 0  # (days, D)
+        bits = (expected.to(torch.int64) * (2 ** torch.arange(len(DRUG_NAMES)))).sum(1)
+        alive_all = out.record.alive.all(0)
+        fn = out.febrile_neutropenia
+        ok = alive_all & ~fn & ~out.pfs_event
+        assert ok.sum() > 20, regimen
+        given = out.record.drugs_given[:, ok].to(torch.int64)
+        assert torch.equal(given, bits.unsqueeze(1).expand_as(given)), regimen
+
+
+def test_untreated_growth_is_exponential(model):
+    pop, lat = model.draw(torch.arange(50))
+    out = _run(model, pop, lat, "best_supportive_care", 150)
+    sld = out.record.sld_true_mm.numpy()
+    alive = out.record.alive.numpy()
+    t = np.arange(150)[:, None]
+    analytic = lat.baseline_sld_mm.numpy()[None, :] * np.exp(lat.growth_rate_per_day.numpy()[None, :] * t / 3.0)
+    rel = np.abs(sld - analytic)[alive] / analytic[alive]
+    assert rel.max() < 1e-10
+
+
+def test_burden_index_round_trip():
+    sld = torch.tensor([10.0, 55.5, 300.0], dtype=torch.float64)
+    assert torch.allclose(log_volume_to_sld(sld_to_log_volume(sld)), sld, rtol=1e-14)
+    # a sphere of diameter 2 cm has volume 4/3 pi
+    assert math.isclose(float(torch.exp(sld_to_log_volume(torch.tensor(20.0, dtype=torch.float64)))), 4 / 3 * math.pi, rel_tol=1e-12)
+
+
+def test_a_patient_does_not_depend_on_its_batch(model):
+    """Common random numbers: patient k's course is the same alone, in a batch, and in any order."""
+    pop, lat = model.draw(torch.arange(60))
+    full = _run(model, pop, lat, "pembrolizumab_carboplatin_pemetrexed", 200, record=False)
+    idx = torch.tensor([41, 3, 17])
+    part = _run(model, pop.take(idx), lat.take(idx), "pembrolizumab_carboplatin_pemetrexed", 200, record=False)
+    for f in ("os_days", "pfs_days", "qalys", "cost_gbp", "best_response", "days_grade3plus"):
+        assert torch.equal(getattr(full, f)[idx], getattr(part, f)), f
+
+
+def test_carboplatin_by_calvert_gives_the_target_exposure(model):
+    """AUC dosing with clearance = GFR + 25 (Calvert): every patient's carboplatin exposure is the target."""
+    from oncobench.nsclc import pkpd
+    from oncobench.nsclc.drugs import DRUGS, REFERENCE_CRCL_ML_MIN, standard_mean_concentration_mg_per_l
+
+    d = DRUGS["carboplatin"]
+    crcl = torch.tensor([30.0, 60.0, 90.0, 124.0], dtype=torch.float64)
+    dose = pkpd.calvert_dose_mg(torch.full_like(crcl, 5.0), crcl)
+    cl_l_per_h = (crcl + 25.0) * 60 / 1000
+    auc_mg_h_per_l = dose / cl_l_per_h  # one-compartment AUC after a bolus = dose / CL
+    ref = standard_mean_concentration_mg_per_l(d) * 21 * 24  # the reference patient's AUC
+    assert torch.allclose(auc_mg_h_per_l / ref, torch.ones_like(crcl), rtol=1e-9)
+    assert REFERENCE_CRCL_ML_MIN == 90.0
+
+
+def test_targeted_therapy_needs_its_target(model):
+    pop, lat = model.draw(torch.arange(300))
+    osi = _run(model, pop, lat, "osimertinib", 120)
+    bsc = _run(model, pop, lat, "best_supportive_care", 120)
+    wild = (pop.egfr == 0).numpy()
+    # compare while both are alive and on the first line (the pathway after progression differs)
+    both = (osi.record.alive & bsc.record.alive & (osi.record.line == 0) & (bsc.record.line == 0)).numpy()
+    a, b = osi.record.sld_true_mm.numpy(), bsc.record.sld_true_mm.numpy()
+    assert np.array_equal(a[:, wild][both[:, wild]], b[:, wild][both[:, wild]])
+    mutant = ~wild
+    assert mutant.sum() > 5
+    day = 84
+    ok = both[day] & mutant
+    assert (a[day, ok] < b[day, ok]).mean() > 0.9
+
+
+def test_progression_is_seen_only_on_scan_days_or_at_death(model):
+    pop, lat = model.draw(torch.arange(400))
+    out = _run(model, pop, lat, "carboplatin_pemetrexed", 200, record=False)
+    pfs = out.pfs_days[out.pfs_event].numpy()
+    died_first = (out.os_event & (out.os_days == out.pfs_days))[out.pfs_event].numpy()
+    on_scan = np.isin(pfs, np.arange(42, 200, 42))
+    assert (on_scan | died_first).all()
+
+
+def test_trial_arms_follow_the_allocation_ratio(model):
+    spec = shipped_specs()["keynote189"]
+    spec = dataclasses.replace(spec, sample_size=60, data_cutoff_months=(("pfs", 3.0), ("os", 4.0), ("orr", 3.0), ("grade3_ae", 3.0)), accrual_months=1.0)
+    df = runner.run_trial(spec, model.params, model.library, seed=3, replicates=2)
+    counts = df.groupby(["replicate", "arm"]).size().unstack()
+    ratio = {a.name: a.ratio for a in spec.arms}
+    for arm, r in ratio.items():
+        assert (counts[arm] == 60 * r // sum(ratio.values())).all() or (counts.sum(axis=1) == 60).all()
+    assert (counts.sum(axis=1) == 60).all()
+    assert df.patient_id.nunique() == 120  # replicates enrol different patients
+    assert set(df.regimen[df.arm == spec.control_arm.name]) <= set(spec.control_arm.regimen_weights)
+
+
+def test_calibrated_values_round_trip_through_the_yaml_text():
+    from importlib import resources
+
+    text = resources.files("oncobench").joinpath(pm.SHIPPED).read_text()
+    values = {"drug_classes.platinum.potency_per_day": 0.0123, "survival.baseline_per_day": 0.00077,
+              "tumour.advanced_growth_multiplier": 3.3, "immunotherapy.responder_scale": 1.7}
+    new = calibration.write_values(text, values)
+    import yaml
+
+    raw = yaml.safe_load(new)
+    p = pm.ModelParameters(raw=raw, source="test")
+    for k, v in values.items():
+        assert p.get(k) == pytest.approx(v, rel=1e-4)
+    assert new.count("\n#") == text.count("\n#")  # comments kept
+    untouched = pm.ModelParameters(raw=yaml.safe_load(text), source="x")
+    assert p.get("drug_classes.taxane.potency_per_day") == untouched.get("drug_classes.taxane.potency_per_day")
+
+
+def test_guideline_follows_the_biomarkers(model):
+    pop, _ = model.draw(torch.arange(2000))
+    names = np.array(policies.guideline_names(pop))
+    egfr = (pop.egfr != 0).numpy()
+    alk = pop.alk.numpy().astype(bool)
+    assert (names[egfr] == "osimertinib").all()
+    assert (names[alk & ~egfr] == "alectinib").all()
+    high = (pop.pdl1_group == 2).numpy() & ~egfr & ~alk
+    assert (names[high] == "pembrolizumab").all()
+
+
+def test_bad_parameter_file_names_the_key(tmp_path):
+    from oncobench.config import ConfigError
+
+    text = (pm.resources.files("oncobench").joinpath(pm.SHIPPED)).read_text()
+    bad = tmp_path / "p.yaml"
+    bad.write_text(text.replace("potency_per_day: ", "potency_per_dy: ", 1))
+    with pytest.raises(ConfigError, match=r"p\.yaml: missing key 'drug_classes\.platinum\.potency_per_day'"):
+        pm.load_parameters(bad)

@@ -48,6 +48,10 @@ CARBOPLATIN = DRUG_NAMES.index("carboplatin")
 # Friberg's linear effect may exceed 1 on a dosing day (a docetaxel dose gives ~1.5 averaged
 # over day 1); capping it at 1 would make the nadir far too shallow (tests/nsclc/test_pharmacology.py).
 MAX_DRUG_EFFECT = 4.0
+# RK4 substeps per day of the Friberg model: at 2, RK4's damping factor stops decreasing for the
+# largest drug effects and a higher dose could leave a shallower nadir (found by the verify
+# stage's dose-response check); from 3 on the nadir is monotone in dose.
+FRIBERG_SUBSTEPS = 4
 RT_CLASS = DRUG_CLASSES.index("radiotherapy")
 
 # best-response codes of the study line (recist.Response values)
@@ -545,7 +549,8 @@ def simulate(
         # ---- myelosuppression (Friberg) and adverse events ------------------------------------
         effect = intensity @ myelo
         fr = toxicity.friberg_step(
-            fr, effect, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA, substeps=2, max_drug_effect=MAX_DRUG_EFFECT
+            fr, effect, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA, substeps=FRIBERG_SUBSTEPS,
+            max_drug_effect=MAX_DRUG_EFFECT,
         )
         anc = fr[:, 4]
         anc_grade = toxicity.neutrophil_grade(anc).to(torch.int64)

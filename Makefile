@@ -32,6 +32,7 @@ test-fast: install
 
 benchmark: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_nsclc.py
 
 clean:
 	rm -rf results .snakemake

@@ -315,7 +315,7 @@ def simulate(
     ab = rt_par["alpha_beta_gy"]
 
     # restrict the drug and class axes to what these rows can receive (the daily cost scales
-    # with them); results are identical to the full axes
+    # with them); results equal the full axes' up to the rounding of sums over the drug axis
     regs = reachable_regimens(T, assignment)
     used_d = torch.nonzero(T.dose[regs].flatten(0, 2).gt(0).any(0)).squeeze(1)
     used_d_list = used_d.tolist()

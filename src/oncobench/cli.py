@@ -419,6 +419,7 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-per-arm", type=int, default=1000, help="patients per trial (each simulated under every arm)")
     p.add_argument("--passes", type=int, default=2, help="passes over the parameter blocks")
     p.add_argument("--max-nfev", type=int, default=20, help="least-squares evaluations per block")
+    p.add_argument("--blocks", default=None, help="comma-separated blocks to fit (default: all, in order)")
 
 
 @command("calibrate", _calibrate_args)
@@ -447,6 +448,7 @@ def _calibrate(args: argparse.Namespace, cfg: Config) -> None:
         max_nfev=args.max_nfev,
         device=resolve_device(cfg.device),
         progress=log.info,
+        blocks=tuple(args.blocks.split(",")) if args.blocks else None,
     )
     atomic_write_text(args.out, calibration.write_values(text, calibration.fitted_values(cal.params)))
     footer = [

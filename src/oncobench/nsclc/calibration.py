@@ -385,13 +385,18 @@ def calibrate(
     max_nfev: int = 20,
     device: torch.device | str = "cpu",
     progress: Callable[[str], None] | None = None,
+    blocks: tuple[str, ...] | None = None,
 ) -> Calibration:
-    """Fit :data:`BLOCKS` in turn, ``passes`` times (module docstring). Returns the final state."""
+    """Fit :data:`BLOCKS` (or the named ``blocks``) in turn, ``passes`` times. Returns the final state."""
+    chosen = [b for b in BLOCKS if blocks is None or b.name in blocks]
+    unknown = set(blocks or ()) - {b.name for b in BLOCKS}
+    if unknown:
+        raise ValueError(f"unknown calibration block(s) {sorted(unknown)}; expected some of {[b.name for b in BLOCKS]}")
     dev = torch.device(device)
     cohorts = build_cohorts(specs, library, seed=seed, n_per_arm=n_per_arm, device=dev)
     cal = Calibration(params=params, library=library, cohorts=cohorts, device=dev, seed=seed)
     for p in range(passes):
-        for block in BLOCKS:
+        for block in chosen:
             cal.fit_block(block, max_nfev)
             if progress is not None:
                 progress(f"pass {p + 1}: {cal.log[-1]}")

@@ -286,11 +286,14 @@ def simulate(
     replicate: int | torch.Tensor = 0,
     tables: Tables | None = None,
     start: Start | None = None,
+    until_study_progression: bool = False,
 ) -> Outcome:
     """Simulate every row from day 0 (randomisation, baseline scan) to ``schedule.days - 1``.
 
     ``start`` sets the burden and class exposure of rows entering after a prior line; by default
-    rows start untreated at their latent baseline burden.
+    rows start untreated at their latent baseline burden. ``until_study_progression`` stops the
+    simulation once every row has progressed or died on its study line (the outputs after that
+    day are then not meaningful: used to find the state at progression of a prior line).
     """
     dev = pop.patient_id.device
     f64 = torch.float64
@@ -616,10 +619,13 @@ def simulate(
         alive = alive & ~dies
         if not bool(alive.any()):
             break
+        if until_study_progression and not bool((alive & ~pfs_event).any()):
+            break
 
-    texp[:, used_k] = texp_u
-    prog_texp = torch.full_like(texp, float("nan"))
+    # classes these rows never received keep their starting exposure (0 unless ``start``)
+    prog_texp = texp.clone()
     prog_texp[:, used_k] = prog_texp_u
+    texp[:, used_k] = texp_u
     best = torch.full((n,), NE, dtype=torch.int64, device=dev)
     best = torch.where(any_scan & first_pd, torch.full_like(best, PD), best)
     best = torch.where(any_scan & ~first_pd, torch.full_like(best, PD), best)

@@ -34,6 +34,7 @@ from oncobench.trials import spec as specmod
 
 RESPONSE_NAMES = {int(r): r.name for r in recist.Response}
 SCREEN_BATCH = 20000
+PRIOR_LINE_DAYS = 548  # 18 months on the prior line at most before enrolment at its progression
 
 
 def _merge(a: popmod.Population, b: popmod.Population, take_b: torch.Tensor) -> popmod.Population:
@@ -114,7 +115,9 @@ def _prior_start(
     dev = pop.patient_id.device
     prior = library.index(spec.line.after_regimen)
     bsc = library.index("best_supportive_care")
-    days = 3 * 365
+    # enrolment at progression: follow the prior line up to PRIOR_LINE_DAYS (later progressors
+    # are not enrolled); at completion: to the end of the regimen's finite phases plus 4 weeks
+    days = PRIOR_LINE_DAYS
     if spec.line.at == "completion_without_progression":
         lengths = (library.cycle_days[prior] * library.cycles[prior].clamp(min=0)).sum()
         days = int(lengths.item()) + 28
@@ -129,6 +132,7 @@ def _prior_start(
         seed=seed,
         replicate=1,
         tables=tables,
+        until_study_progression=spec.line.at == "progression",
     )
     if spec.line.at == "progression":
         ok = out.pfs_event & (out.os_days > out.pfs_days)
@@ -163,7 +167,7 @@ def run_trial(
 
     # screen enough patients for every replicate at once (prior-line trials lose some on the way)
     need = n * replicates
-    pop = screen(spec, tseed, need if spec.line.is_first else int(need * 2.2) + 50, dev)
+    pop = screen(spec, tseed, need if spec.line.is_first else int(need * 1.8) + 50, dev)
     lat = draw_latent(tseed, pop, params)
     start = None
     if not spec.line.is_first:

@@ -62,4 +62,38 @@ def test_a_block_fit_recovers_a_perturbed_value():
     before, _, _ = c.residuals(perturbed, block.residuals, False)
     c.fit_block(block, max_nfev=8)
     after, _, _ = c.residuals(c.params, block.residuals, False)
-    assert abs(after[0]) < 1.5 < abs(before[0])  # within 4.5 points of 53.3%, from far outside
+    # the fit may stop anywhere within the arm's sampling error of the target: 2 binomial SEs at n = 300
+    tol = 2 * math.sqrt(0.533 * 0.467 / 300) / cal.RATE_UNIT
+    assert abs(after[0]) < tol < abs(before[0])
+
+
+CALIBRATION_REPORT = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "calibration.parquet"
+
+
+@pytest.mark.slow
+def test_shipped_calibration_reproduces_its_four_trials():
+    """The shipped parameters against KEYNOTE-024, KEYNOTE-189, FLAURA and ALEX, 40 replicates each
+    (seed 20171): the same table as docs/calibration.md, and its headline claims."""
+    import pandas as pd
+
+    from oncobench import io, schemas
+
+    recorded = io.read_table(CALIBRATION_REPORT, schemas.TrialSummary)
+    params, library = pm.load_parameters(), load_library()
+    rows = []
+    for name, spec in shipped_specs().items():
+        if not spec.calibration:
+            continue
+        df = runner.run_trial(spec, params, library, seed=20171, replicates=40)
+        s = analysis.summarise(analysis.analyse_trial(df, spec), spec)
+        s.insert(0, "trial", name)
+        rows.append(s)
+    now = pd.concat(rows, ignore_index=True)
+    key = ["trial", "endpoint", "statistic"]
+    both = now.merge(recorded[recorded.calibration], on=key, suffixes=("", "_doc"))
+    assert len(both) == len(now) == 40
+    assert np.allclose(both.simulated_mean, both.simulated_mean_doc, rtol=1e-9, equal_nan=True)
+    hits = now.within_target.dropna().astype(bool)
+    assert int(hits.sum()) >= 32 and len(hits) == 38
+    pfs_hr = now[(now.endpoint == "pfs") & (now.statistic == "hr")]
+    assert pfs_hr.within_target.astype(bool).all()  # every PFS hazard ratio inside its published 95% CI

@@ -178,3 +178,35 @@ def test_bad_parameter_file_names_the_key(tmp_path):
     bad.write_text(text.replace("potency_per_day: ", "potency_per_dy: ", 1))
     with pytest.raises(ConfigError, match=r"p\.yaml: missing key 'drug_classes\.platinum\.potency_per_day'"):
         pm.load_parameters(bad)
+
+
+def test_friberg_day_on_moving_rows_matches_a_fine_solution():
+    """The simulator's daily Friberg step (steady rows skipped, more substeps for strong effects)
+    against 32 RK4 substeps per day for every row, over single pulses up to the largest effect."""
+    from oncobench.nsclc import toxicity
+    from oncobench.nsclc.simulator import MAX_DRUG_EFFECT, _friberg_day
+
+    pulses = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.5, MAX_DRUG_EFFECT], dtype=torch.float64)
+    circ0 = torch.linspace(3.0, 6.0, len(pulses), dtype=torch.float64)
+    fast = fine = toxicity.friberg_initial(circ0)
+    worst = 0.0
+    for day in range(30):
+        e = pulses if day == 0 else torch.zeros_like(pulses)
+        fast = _friberg_day(fast, e, circ0)
+        fine = toxicity.friberg_step(fine, e, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA,
+                                     substeps=32, max_drug_effect=MAX_DRUG_EFFECT)
+        worst = max(worst, float(((fast[:, 4] - fine[:, 4]).abs() / fine[:, 4]).max()))
+        assert torch.equal(fast[0], toxicity.friberg_initial(circ0)[0])  # no drug: never moves
+    assert worst < 0.005
+
+
+def test_simulator_rk4_is_the_toxicity_module_step():
+    from oncobench.nsclc import toxicity
+    from oncobench.nsclc.simulator import MAX_DRUG_EFFECT, _friberg_rk4
+
+    circ0 = torch.tensor([5.05, 3.0, 7.5], dtype=torch.float64)
+    fr = toxicity.friberg_initial(circ0) * torch.tensor([[1.0], [0.4], [1.3]], dtype=torch.float64)
+    effect = torch.tensor([0.3, 2.2, 0.0], dtype=torch.float64)
+    ref = toxicity.friberg_step(fr, effect, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA,
+                                substeps=3, max_drug_effect=MAX_DRUG_EFFECT)
+    assert torch.allclose(_friberg_rk4(fr, effect, circ0, 3), ref, rtol=1e-12, atol=0)

@@ -45,7 +45,7 @@ def bench_nsclc(n: int, days: int, repeats: int) -> dict:
     cfg = load_config(overrides={"nsclc": {"horizon_days": days}})
     m = NsclcModel.from_config(cfg)
     pop, lat = m.draw(torch.arange(n))
-    reg = torch.as_tensor([m.library.index(r) for r in policies.guideline_names(pop)], dtype=torch.int64)
+    reg = m.library.indices(policies.GUIDELINE_REGIMENS)[policies.guideline_index(pop)]
     assignment = Assignment(reg, torch.full((n,), -1, dtype=torch.int64))
     schedule = Schedule(days=days, scan_days=tuple(range(42, days, 42)))
     table = m.tables("cpu")

@@ -183,7 +183,6 @@ class CheckedModel:
     def recommend(self, patients: pd.DataFrame, regimens: Sequence[str]) -> np.ndarray:
         """Index into ``regimens`` of the regimen chosen for each patient (int64, (n,))."""
         regimens = list(regimens)
-        n = len(patients)
         if not self._has_recommend:
             return predicted_utility(self, patients, regimens).argmax(axis=1)
         patients = patients.loc[:, list(COVARIATE_COLUMNS)].reset_index(drop=True)
@@ -191,22 +190,29 @@ class CheckedModel:
             out = self.model.recommend(patients, list(regimens))
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"model '{self.name}' recommend raised {_one_line(exc)}") from exc
-        if isinstance(out, str) or not hasattr(out, "__len__"):
-            raise ModelError(f"model '{self.name}' recommend returned {type(out).__name__}; expected a sequence of {n} regimen names")
-        names = list(out)
-        if len(names) != n:
-            raise ModelError(f"model '{self.name}' recommend returned {len(names)} names for {n} patients; expected one per patient")
-        index = {r: i for i, r in enumerate(regimens)}
-        chosen = np.empty(n, dtype=np.int64)
-        for row, name in enumerate(names):
-            i = index.get(name) if isinstance(name, str) else None
-            if i is None:
-                raise ModelError(
-                    f"model '{self.name}' recommend returned unknown regimen {name!r} for patient "
-                    f"{patients['patient_id'].iat[row]}; expected one of {regimens}"
-                )
-            chosen[row] = i
-        return chosen
+        return recommendation_indices(self.name, out, patients, regimens)
+
+
+def recommendation_indices(name: str, out: Any, patients: pd.DataFrame, regimens: list[str]) -> np.ndarray:
+    """Check a plug-in's ``recommend`` answer (one known regimen name per patient); return the
+    regimens' positions, or raise one :class:`ModelError` line naming the model and the row."""
+    n = len(patients)
+    if isinstance(out, str) or not hasattr(out, "__len__"):
+        raise ModelError(f"model '{name}' recommend returned {type(out).__name__}; expected a sequence of {n} regimen names")
+    names = list(out)
+    if len(names) != n:
+        raise ModelError(f"model '{name}' recommend returned {len(names)} names for {n} patients; expected one per patient")
+    index = {r: i for i, r in enumerate(regimens)}
+    chosen = np.empty(n, dtype=np.int64)
+    for row, value in enumerate(names):
+        i = index.get(value) if isinstance(value, str) else None
+        if i is None:
+            raise ModelError(
+                f"model '{name}' recommend returned unknown regimen {value!r} for patient "
+                f"{patients['patient_id'].iat[row]}; expected one of {regimens}"
+            )
+        chosen[row] = i
+    return chosen
 
 
 def predicted_utility(model: CheckedModel, patients: pd.DataFrame, regimens: Sequence[str]) -> np.ndarray:

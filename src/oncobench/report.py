@@ -39,6 +39,17 @@ def _rel(target: Path, start: Path) -> str:
     return os.path.relpath(target, start)
 
 
+def _verification(results: Path, gamma: float) -> tuple[Path, pd.DataFrame, list[str]]:
+    """The verification folder of ``gamma``, its checks, and the verdict's heading lines."""
+    d = results / "verification" / f"gamma-{format_gamma(gamma)}"
+    verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
+    checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
+    lines = [f"### γ = {format_gamma(gamma)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n"]
+    if verdict.reasons:
+        lines.append(f"Failed: {verdict.reasons}\n")
+    return d, checks, lines
+
+
 def trajectory_sample(cfg: Config, cohort_df: pd.DataFrame, n: int = SAMPLE_PATIENTS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Daily volumes of the first ``n`` patients under every regimen (common random numbers)."""
     c = cohort.from_frame(cohort_df.head(n))
@@ -109,12 +120,8 @@ def write_summary(cfg: Config, results_dir: str | Path, out: str | Path, out_fig
 
     md.append("## Verification\n")
     for g in cfg.gammas:
-        d = results / "verification" / f"gamma-{format_gamma(g)}"
-        verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
-        checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
-        md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
-        if verdict.reasons:
-            md.append(f"Failed: {verdict.reasons}\n")
+        d, checks, lines = _verification(results, g)
+        md += lines
         shown = checks[checks.passed.notna() | (checks.check == "identifiability") | checks.metric.isin(["r2", "f1"])]
         md.append(_table(shown) + "\n")
         md.append(f"Every check, reported and gated: `{_rel(d / 'checks.parquet', here)}`.\n")
@@ -227,12 +234,8 @@ def write_summary_nsclc(cfg: Config, results_dir: str | Path, out: str | Path, o
 
     md.append("## Verification\n")
     for g in cfg.gammas:
-        d = results / "verification" / f"gamma-{format_gamma(g)}"
-        verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
-        checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
-        md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
-        if verdict.reasons:
-            md.append(f"Failed: {verdict.reasons}\n")
+        _, checks, lines = _verification(results, g)
+        md += lines
         md.append(_table(checks) + "\n")
 
     md.append("## Treatment recommendation (test patients, bootstrap 95% intervals)\n")

@@ -204,8 +204,8 @@ class NsclcTrajectory(PatientKey):
     anc_1e9_per_l: Series[float] = pa.Field(ge=0)
 
 
-class NsclcOutcome(PatientKey):
-    """Outcomes of a patient under a first-line regimen (factual or counterfactual)."""
+class _NsclcPatientOutcome(PatientKey):
+    """Outcomes every NSCLC outcome table carries (times in days from the start of the regimen)."""
 
     regimen: Series[str]
     replicate: Series[int] = pa.Field(ge=0)
@@ -216,32 +216,26 @@ class NsclcOutcome(PatientKey):
     best_response: Series[str] = pa.Field(isin=RESPONSES)
     grade3_ae: Series[bool]
     worst_grade: Series[int] = pa.Field(ge=0, le=5)
+    qalys: Series[float] = pa.Field(ge=0)
+    cost_gbp: Series[float] = pa.Field(ge=0)
+
+
+class NsclcOutcome(_NsclcPatientOutcome):
+    """Outcomes of a patient under a first-line regimen (factual or counterfactual)."""
+
     days_grade3plus: Series[int] = pa.Field(ge=0)
     febrile_neutropenia: Series[bool]
     treatment_death: Series[bool]
-    qalys: Series[float] = pa.Field(ge=0)
-    cost_gbp: Series[float] = pa.Field(ge=0)
     lines_received: Series[int] = pa.Field(ge=1)
 
 
-class TrialPatient(PatientKey):
+class TrialPatient(_NsclcPatientOutcome):
     """One randomised patient of one replicate of a virtual trial (times from randomisation)."""
 
     trial: Series[str]
-    replicate: Series[int] = pa.Field(ge=0)
     arm: Series[str]
     enrol_day: Series[float] = pa.Field(ge=0)
-    pfs_days: Series[float] = pa.Field(ge=0)
-    pfs_event: Series[bool]
-    os_days: Series[float] = pa.Field(ge=0)
-    os_event: Series[bool]
-    best_response: Series[str] = pa.Field(isin=RESPONSES)
-    grade3_ae: Series[bool]
-    regimen: Series[str]
     crossover: Series[bool]
-    qalys: Series[float] = pa.Field(ge=0)
-    cost_gbp: Series[float] = pa.Field(ge=0)
-    worst_grade: Series[int] = pa.Field(ge=0, le=5)
 
 
 class TrialSummary(_Strict):

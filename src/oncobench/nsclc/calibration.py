@@ -25,6 +25,7 @@ per trial. Classes without a calibration trial are tied to their nearest fitted 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -36,7 +37,8 @@ import torch
 from scipy import optimize
 
 from oncobench.nsclc import params as pm
-from oncobench.nsclc.latent import draw_latent
+from oncobench.nsclc import population as popmod
+from oncobench.nsclc.latent import Latent, draw_latent
 from oncobench.nsclc.params import ModelParameters
 from oncobench.nsclc.regimens import RegimenLibrary
 from oncobench.nsclc.simulator import DAYS_PER_MONTH, Assignment, Schedule, build_tables, simulate
@@ -153,7 +155,7 @@ def build_cohorts(specs: list[specmod.TrialSpec], library: RegimenLibrary, *, se
         regimen, crossover = {}, {}
         for arm in spec.arms:
             names = runner._choose(arm.regimen_weights, u_choice)
-            regimen[arm.name] = torch.as_tensor([library.index(r) for r in names], dtype=torch.int64, device=device)
+            regimen[arm.name] = runner.regimen_indices(library, names, device)
             cross = np.full(len(names), -1, dtype=np.int64)
             for c in spec.crossover:
                 if c.from_arm == arm.name:
@@ -201,20 +203,15 @@ def smooth_median(time_: np.ndarray, event: np.ndarray) -> float:
 
 
 def _cat(items: list, cls):
-    import dataclasses
-
     return cls(**{f.name: torch.cat([getattr(x, f.name) for x in items]) for f in dataclasses.fields(items[0])})
 
 
 def batch_statistics(
     cohorts: list[TrialCohort], params: ModelParameters, library: RegimenLibrary, *, with_os: bool, device, seed: int
 ) -> dict[str, float]:
-    """:func:`trial_statistics` of several trials, simulated as one batch (one row per patient x arm)."""
-    import dataclasses
-
-    from oncobench.nsclc import population as popmod
-    from oncobench.nsclc.latent import Latent
-
+    """Per-arm KM medians (months), ORR and grade >= 3 AE rate, and each trial's PFS (and OS) hazard
+    ratio, for several trials simulated as one batch (one row per patient x arm); keys are
+    ``{trial}.{statistic}``."""
     tables = build_tables(params, library, device)
     pops, lats, regs, cross, sched, slices, horizons = [], [], [], [], [], [], []
     row = 0

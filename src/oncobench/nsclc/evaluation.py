@@ -62,7 +62,7 @@ from oncobench.io import ArtifactError
 from oncobench.nsclc import policies, tables
 from oncobench.nsclc import population as popmod
 from oncobench.nsclc.regimens import RegimenLibrary, load_library
-from oncobench.predictors import ModelError, load_factory
+from oncobench.predictors import ModelError, _one_line, load_factory, recommendation_indices
 
 UTILITIES = ("qalys", "os_days")
 TASK = "recommendation"
@@ -142,11 +142,6 @@ class NsclcContext:
             raise ConfigError("config key 'nsclc.first_line_regimens': no regimens; expected at least one")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- plug-ins
 class CheckedRecommender:
     """A plug-in behind the recommend contract's checks: every failure is one :class:`ModelError`.
@@ -168,28 +163,12 @@ class CheckedRecommender:
     def recommend(self, patients: pd.DataFrame, regimens: Sequence[str]) -> np.ndarray:
         """Index into ``regimens`` of the regimen chosen for each patient (int64, (n,))."""
         regimens = list(regimens)
-        n = len(patients)
         patients = patients.loc[:, list(popmod.COLUMNS)].reset_index(drop=True)
         try:
             out = self.model.recommend(patients.copy(), list(regimens))
         except Exception as exc:  # noqa: BLE001 - any plug-in failure is reported in one line
             raise ModelError(f"model '{self.name}' recommend raised {_one_line(exc)}") from exc
-        if isinstance(out, str) or not hasattr(out, "__len__"):
-            raise ModelError(f"model '{self.name}' recommend returned {type(out).__name__}; expected a sequence of {n} regimen names")
-        names = list(out)
-        if len(names) != n:
-            raise ModelError(f"model '{self.name}' recommend returned {len(names)} names for {n} patients; expected one per patient")
-        index = {r: i for i, r in enumerate(regimens)}
-        chosen = np.empty(n, dtype=np.int64)
-        for row, name in enumerate(names):
-            i = index.get(name) if isinstance(name, str) else None
-            if i is None:
-                raise ModelError(
-                    f"model '{self.name}' recommend returned unknown regimen {name!r} for patient "
-                    f"{patients['patient_id'].iat[row]}; expected one of {regimens}"
-                )
-            chosen[row] = i
-        return chosen
+        return recommendation_indices(self.name, out, patients, regimens)
 
 
 def load_recommender(spec: ModelSpec, index: int, context: NsclcContext) -> CheckedRecommender:

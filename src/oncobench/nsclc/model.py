@@ -94,16 +94,16 @@ class NsclcModel:
             pop, lat, assignment, self.schedule(record), self.params, self.library, seed=self.seed, replicate=replicate, tables=table
         )
 
-    def factual_choice(self, pop: popmod.Population, lat: Latent, gamma: float) -> list[str]:
-        """Each patient's first-line regimen under the historical policy of strength ``gamma``."""
+    def factual_choice(self, pop: popmod.Population, lat: Latent, gamma: float) -> torch.Tensor:
+        """Index into ``first_line`` of each patient's first-line regimen under the historical policy."""
         measured = lat.baseline_sld_mm  # the baseline scan a clinician reads (before any treatment)
-        idx = policies.historical_choice(pop, measured, self.library, self.first_line, gamma=gamma, seed=self.seed)
-        return [self.first_line[i] for i in idx.tolist()]
+        return policies.historical_choice(pop, measured, self.library, self.first_line, gamma=gamma, seed=self.seed)
 
     def factual(self, pop: popmod.Population, lat: Latent, gamma: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(trajectory frame, per-patient factual outcome frame) under the historical policy."""
-        names = self.factual_choice(pop, lat, gamma)
-        reg = torch.as_tensor([self.library.index(r) for r in names], dtype=torch.int64, device=pop.patient_id.device)
+        choice = self.factual_choice(pop, lat, gamma)
+        reg = self.library.indices(self.first_line).to(choice.device)[choice]
+        names = np.asarray(self.first_line, dtype=object)[choice.cpu().numpy()]
         out = self.run(pop, lat, reg, record=True, replicate=FACTUAL_REPLICATE)
         traj = tables.trajectory_frame(
             pop.patient_id, out.record, self.library.names, record_every=self.record_every, scan_days=self.scan_days

@@ -32,25 +32,30 @@ def _classes(library: RegimenLibrary, name: str) -> set[str]:
     return {DRUGS[d].drug_class for d, m in zip(library.drugs, mask.tolist()) if m}
 
 
+GUIDELINE_REGIMENS = (
+    "osimertinib",
+    "alectinib",
+    "pembrolizumab",
+    "pembrolizumab_carboplatin_paclitaxel",
+    "pembrolizumab_carboplatin_pemetrexed",
+)
+
+
+def guideline_index(pop: popmod.Population) -> torch.Tensor:
+    """Index into :data:`GUIDELINE_REGIMENS` of each patient's guideline regimen (module docstring)."""
+    egfr = pop.egfr != popmod.EGFR.index("wild_type")
+    alk = pop.alk.bool()
+    high = pop.pdl1_group == popmod.PDL1_GROUPS.index(">=50%")
+    squamous = pop.histology == popmod.HISTOLOGIES.index("squamous")
+    idx = torch.where(squamous, 3, 4)
+    idx = torch.where(high, 2, idx)
+    idx = torch.where(alk, 1, idx)
+    return torch.where(egfr, 0, idx).to(torch.int64)
+
+
 def guideline_names(pop: popmod.Population) -> list[str]:
-    """The guideline first-line regimen of each patient (module docstring)."""
-    egfr = (pop.egfr != popmod.EGFR.index("wild_type")).tolist()
-    alk = pop.alk.bool().tolist()
-    high = (pop.pdl1_group == popmod.PDL1_GROUPS.index(">=50%")).tolist()
-    squamous = (pop.histology == popmod.HISTOLOGIES.index("squamous")).tolist()
-    out = []
-    for e, a, h, s in zip(egfr, alk, high, squamous):
-        if e:
-            out.append("osimertinib")
-        elif a:
-            out.append("alectinib")
-        elif h:
-            out.append("pembrolizumab")
-        elif s:
-            out.append("pembrolizumab_carboplatin_paclitaxel")
-        else:
-            out.append("pembrolizumab_carboplatin_pemetrexed")
-    return out
+    """The guideline first-line regimen of each patient, by name."""
+    return [GUIDELINE_REGIMENS[i] for i in guideline_index(pop).tolist()]
 
 
 def eligible(pop: popmod.Population, library: RegimenLibrary, regimens: tuple[str, ...]) -> torch.Tensor:
@@ -95,8 +100,9 @@ def historical_choice(
     ALLOCATION stream keyed by patient, so a patient's choice does not depend on the cohort.
     """
     elig = eligible(pop, library, regimens)
-    guide = guideline_names(pop)
-    is_guide = torch.tensor([[g == r for r in regimens] for g in guide], dtype=torch.bool, device=elig.device)
+    # column of each guideline regimen among ``regimens`` (-1 where it is not offered)
+    column = torch.tensor([regimens.index(g) if g in regimens else -1 for g in GUIDELINE_REGIMENS], device=elig.device)
+    is_guide = column[guideline_index(pop)].unsqueeze(1) == torch.arange(len(regimens), device=elig.device)
     chemo = torch.tensor(
         [bool(_classes(library, r) & set(CYTOTOXIC_CLASSES)) for r in regimens], dtype=torch.float64, device=elig.device
     )

@@ -101,6 +101,12 @@ def _choose(weights: dict[str, float], u: np.ndarray) -> np.ndarray:
     return np.array(names, dtype=object)[np.minimum(np.searchsorted(cdf, u, side="right"), len(names) - 1)]
 
 
+def regimen_indices(library: RegimenLibrary, names: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """Library rows of an array of regimen names (one lookup per distinct name)."""
+    uniq, inverse = np.unique(np.asarray(names, dtype=str), return_inverse=True)
+    return library.indices(uniq.tolist()).to(device)[torch.as_tensor(inverse, device=device)]
+
+
 def _prior_start(
     spec: specmod.TrialSpec,
     pop: popmod.Population,
@@ -194,7 +200,7 @@ def run_trial(
         a = [arm.name for arm in spec.arms].index(c.from_arm)
         rows = (arm_idx == a) & (u_cross < c.probability)
         cross[rows] = library.index(c.to_regimen)
-    reg_t = torch.as_tensor([library.index(r) for r in regimen], dtype=torch.int64, device=dev)
+    reg_t = regimen_indices(library, regimen, dev)
     out = simulate(
         pop,
         lat,

@@ -26,11 +26,11 @@ if config["model"] == "nsclc":
 else:
 
     include: "rules/simulate.smk"
-    include: "rules/verify.smk"
     include: "rules/counterfactuals.smk"
     include: "rules/evaluate.smk"
 
 
+include: "rules/verify.smk"
 include: "rules/report.smk"
 include: "rules/track.smk"
 

@@ -65,6 +65,11 @@ def model_extras(wildcards=None):
     return {}
 
 
+def verify_controls_input(wildcards=None):
+    """The release's negative-control table, when the config runs the controls."""
+    return [f"{R}/verification/controls.parquet"] if CFG.verify.controls.enabled else []
+
+
 def verification_dirs(wildcards=None):
     return expand(f"{R}/verification/gamma-{{gamma}}/verdict.parquet", gamma=GAMMAS)
 

@@ -24,7 +24,7 @@ def tiny_config(**overrides) -> Config:
         "simulation": {"days": 30},
         "policy": {"gamma": [2]},
         "counterfactuals": {"horizons_days": [5, 29], "tau_max": 3, "test_fraction": 0.5},
-        "verify": {"train_patients": 200, "epochs": 2},
+        "verify": {"train_patients": 200},
         "evaluate": {"bootstrap": 20, "horizon_days": 29, "factual_model": {"epochs": 1}},
         "device": "cpu",
     }

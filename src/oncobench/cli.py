@@ -214,42 +214,110 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, required=True)
     p.add_argument("--cohort", type=Path, nargs="+", required=True, help="cohort shards")
     p.add_argument("--trajectories", type=Path, nargs="+", required=True, help="trajectory shards of this gamma")
-    p.add_argument("--out-checks", type=Path, required=True)
-    p.add_argument("--out-predictions", type=Path, required=True)
-    p.add_argument("--out-verdict", type=Path, required=True)
-    p.add_argument("--out-figure", type=Path, required=True, help="parameter recovery figure (PNG)")
+    p.add_argument("--controls", type=Path, default=None, help="the release's negative-control table (verify-controls)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder of the verification tables and figures")
+
+
+# The verify stage's files in its output folder: (file, schema name); the verdict is written last.
+VERIFY_TABLES = (
+    ("checks.parquet", "VerificationCheck"),
+    ("parameters.parquet", "VerificationParameter"),
+    ("sbc_ranks.parquet", "SbcRank"),
+    ("coverage.parquet", "CoverageCurve"),
+    ("tarp.parquet", "TarpCurve"),
+    ("realism.parquet", "RealismNull"),
+    ("predictions.parquet", "RecoveryPrediction"),
+    ("controls.parquet", "VerificationControl"),
+)
+VERIFY_FIGURES = ("sbc_ranks.png", "coverage.png", "recovery.png", "realism.png")
+
+
+def _release_tables(cfg: Config, cohort_paths: Sequence[Path], trajectory_paths: Sequence[Path]):
+    from oncobench import schemas
+
+    if cfg.model == "nsclc":
+        return _read_many(cohort_paths, schemas.NsclcCohort), _read_many(trajectory_paths, schemas.NsclcTrajectory)
+    return _read_many(cohort_paths, schemas.Cohort), _read_many(trajectory_paths, schemas.Trajectory)
+
+
+def _reference(cfg: Config, problem):
+    """The realism reference set of ``verify.reference`` (None: an independent simulation)."""
+    import pandas as pd
+
+    ref = cfg.verify.reference
+    if ref is None:
+        return None
+    frames = []
+    for key, path in (("cohort", ref.cohort), ("trajectories", ref.trajectories)):
+        if not Path(path).is_file():
+            raise ConfigError(f"verify.reference.{key}: {path} does not exist")
+        frames.append(pd.read_parquet(path))
+    try:
+        return problem.encode(*frames)
+    except KeyError as exc:
+        raise ConfigError(
+            f"verify.reference ({ref.cohort}, {ref.trajectories}): column {exc} missing; the reference must hold the "
+            f"release tables' observed columns"
+        ) from None
 
 
 @command("verify", _verify_args)
 def _verify(args: argparse.Namespace, cfg: Config) -> None:
-    """Inverse verification of the simulator on the release cohort."""
-    from oncobench import cohort, figures, io, schemas, verification
+    """Inverse verification of the simulator on the release cohort (``oncobench.inverse``)."""
+    from oncobench import io, schemas
+    from oncobench.figures import save
+    from oncobench.inverse import figures as vfig
+    from oncobench.inverse import problem_for, stage
 
     _check_gamma(cfg, args.gamma)
     device = resolve_device(cfg.device)
-    if cfg.model == "nsclc":
-        from oncobench.nsclc.model import NsclcModel
-        from oncobench.nsclc.verification import verify_nsclc
-
-        result = verify_nsclc(
-            _read_many(args.cohort, schemas.NsclcCohort),
-            _read_many(args.trajectories, schemas.NsclcTrajectory),
-            NsclcModel.from_config(cfg),
-            gamma=args.gamma,
-            device=device,
-            train_patients=cfg.verify.train_patients,
-        )
-    else:
-        c = cohort.from_frame(_read_many(args.cohort, schemas.Cohort))
-        traj = _read_many(args.trajectories, schemas.Trajectory)
-        result = verification.verify(c, traj, cfg, args.gamma, device)
+    problem = problem_for(cfg, args.gamma, device)
+    cohort_df, traj = _release_tables(cfg, args.cohort, args.trajectories)
+    release = problem.encode(cohort_df, traj)
+    controls = None
+    if cfg.verify.controls.enabled:
+        if args.controls is None:
+            raise ConfigError("verify.controls.enabled is true but no --controls table was given (run verify-controls first)")
+        controls = io.read_table(args.controls, schemas.VerificationControl)
+    result = stage.verify_release(
+        problem, cfg, release, cohort_df["patient_id"].to_numpy(), reference=_reference(cfg, problem), controls=controls,
+        device=str(device),
+    )
     stamp = stamp_for(cfg, gamma=args.gamma, device=device)
-    io.write_table(result.checks, args.out_checks, schemas.VerificationCheck, stamp)
-    io.write_table(result.predictions, args.out_predictions, schemas.RecoveryPrediction, stamp)
-    figures.save(figures.plot_recovery(result.predictions), args.out_figure)
-    io.write_table(result.verdict, args.out_verdict, schemas.Verdict, stamp)
+    out = args.out_dir
+    tables = {
+        "checks.parquet": result.checks, "parameters.parquet": result.parameters, "sbc_ranks.parquet": result.ranks,
+        "coverage.parquet": result.coverage, "tarp.parquet": result.tarp, "realism.parquet": result.realism,
+        "predictions.parquet": result.predictions, "controls.parquet": result.controls,
+    }
+    for name, schema in VERIFY_TABLES:
+        io.write_table(tables[name], out / name, getattr(schemas, schema), stamp)
+    save(vfig.plot_sbc_ranks(result.ranks), out / "sbc_ranks.png")
+    save(vfig.plot_coverage(result.coverage), out / "coverage.png")
+    save(vfig.plot_recovery(result.recovery), out / "recovery.png")
+    save(vfig.plot_realism(result.realism), out / "realism.png")
+    io.write_table(result.verdict, out / "verdict.parquet", schemas.Verdict, stamp)
     v = result.verdict.iloc[0]
+    log.info("verify gamma=%g: seconds %s", args.gamma, {k: round(t, 1) for k, t in result.seconds.items()})
     log.info("verify gamma=%g: verdict %s (%d of %d checks failed) %s", args.gamma, v.verdict, v.n_failed, v.n_checks, v.reasons)
+
+
+def _verify_controls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="negative-control table (Parquet)")
+
+
+@command("verify-controls", _verify_controls_args)
+def _verify_controls(args: argparse.Namespace, cfg: Config) -> None:
+    """Negative controls of the verify stage, once per release: each must fail the gate."""
+    from oncobench import io, schemas
+    from oncobench.inverse import problem_for, stage
+
+    device = resolve_device(cfg.device)
+    gamma = max(cfg.gammas)  # the most confounded branch: the hardest for the checks
+    table = stage.run_controls(problem_for(cfg, gamma, device), cfg, n_release=cfg.cohort.n_patients, device=str(device))
+    io.write_table(table, args.out, schemas.VerificationControl, stamp_for(cfg, gamma=gamma, device=device))
+    for r in table.itertuples():
+        log.info("control %s: %s (%d failed; %s)", r.control, r.outcome, r.n_failed, r.caught_by[:300])
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -321,9 +389,12 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 @command("report", _report_args)
 def _report(args: argparse.Namespace, cfg: Config) -> None:
-    """Write the human summary (Markdown) with its figures."""
+    """Write the human summary (Markdown) with its figures; refused if a verify verdict is not
+    'pass' and the config does not override the gate."""
     from oncobench import report
+    from oncobench.inverse.gate import check_release
 
+    check_release(cfg, args.results_dir)
     if cfg.model == "nsclc":
         report.write_summary_nsclc(cfg, args.results_dir, args.out, args.out_figure)
     else:
@@ -544,6 +615,7 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from oncobench.inverse.gate import ReleaseRefused
     from oncobench.io import ArtifactError
     from oncobench.predictors import ModelError
 
@@ -555,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         _COMMANDS[args.command][1](args, cfg)
-    except (ConfigError, ArtifactError, ModelError) as exc:
+    except (ConfigError, ArtifactError, ModelError, ReleaseRefused) as exc:
         print(f"oncobench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -207,21 +207,62 @@ class CounterfactualConfig:
 
 @dataclass(frozen=True)
 class VerifyThresholds:
-    identifiable: tuple[str, ...]
-    r2_min: float
-    accuracy_z: float
+    identifiable: tuple[str, ...] | None  # None: the model's default
+    contraction_min: float
+    sbc_alpha: float
+    dap_c2st_z: float
+    coverage_levels: tuple[float, ...]
     coverage_z: float
     coverage_slack: float
-    treatment_auroc_z: float
+    tarp_atc_max: float
+    realism_z: float
+
+
+@dataclass(frozen=True)
+class NpeConfig:
+    density_estimator: str
+    hidden_features: int
+    num_transforms: int
+    embedding_dim: int
+    embedding_hidden: int
+    embedding_layers: int
+    batch_size: int
+    learning_rate: float
+    stop_after_epochs: int
+    max_epochs: int
+    restarts: int
+    ensemble_tolerance: float
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    cohort: str
+    trajectories: str
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    enabled: bool
+    train_patients: int
+    shrink_factor: float
+
+
+@dataclass(frozen=True)
+class OverrideConfig:
+    accept: bool
+    reason: str
 
 
 @dataclass(frozen=True)
 class VerifyConfig:
     train_patients: int
-    epochs: int
-    batch_size: int
-    hidden_units: int
-    learning_rate: float
+    test_patients: int
+    posterior_samples: int
+    npe: NpeConfig
+    reference: ReferenceData | None
+    realism_permutations: int
+    controls: ControlsConfig
+    override: OverrideConfig
     thresholds: VerifyThresholds
 
 
@@ -374,6 +415,27 @@ def _nsclc(n: Mapping[str, Any]) -> NsclcConfig:
     )
 
 
+def _verify(vt: Mapping[str, Any]) -> VerifyConfig:
+    th = dict(vt["thresholds"])
+    ident = th.pop("identifiable")
+    if vt["override"]["accept"] and not vt["override"]["reason"].strip():
+        raise ConfigError("verify.override.accept is true but verify.override.reason is empty: say why the release may ship")
+    ref = vt["reference"]
+    return VerifyConfig(
+        train_patients=vt["train_patients"],
+        test_patients=vt["test_patients"],
+        posterior_samples=vt["posterior_samples"],
+        npe=NpeConfig(**vt["npe"]),
+        reference=None if ref is None else ReferenceData(**ref),
+        realism_permutations=vt["realism_permutations"],
+        controls=ControlsConfig(**vt["controls"]),
+        override=OverrideConfig(**vt["override"]),
+        thresholds=VerifyThresholds(
+            **{**th, "coverage_levels": tuple(th["coverage_levels"])}, identifiable=None if ident is None else tuple(ident)
+        ),
+    )
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     """Validate a raw mapping (defaults filled) and build the frozen :class:`Config`."""
     d = validate_mapping(raw)
@@ -400,14 +462,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
             tau_start_every_days=cf["tau_start_every_days"],
             test_fraction=cf["test_fraction"],
         ),
-        verify=VerifyConfig(
-            train_patients=vt["train_patients"],
-            epochs=vt["epochs"],
-            batch_size=vt["batch_size"],
-            hidden_units=vt["hidden_units"],
-            learning_rate=vt["learning_rate"],
-            thresholds=VerifyThresholds(**{**vt["thresholds"], "identifiable": tuple(vt["thresholds"]["identifiable"])}),
-        ),
+        verify=_verify(vt),
         evaluate=EvaluateConfig(
             bootstrap=ev["bootstrap"],
             horizon_days=ev["horizon_days"],

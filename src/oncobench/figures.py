@@ -10,7 +10,6 @@ import math
 from typing import Mapping
 
 import numpy as np
-import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -26,34 +25,6 @@ def _figure(n_panels: int, *, panel_size: tuple[float, float] = (3.6, 3.2), max_
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
-
-
-def plot_recovery(predictions: pd.DataFrame) -> Figure:
-    """Predicted against true value of each recovered parameter (RecoveryPrediction table).
-
-    One panel per parameter: the posterior mean of every held-out patient with a +-1 SD bar,
-    the identity line, and R^2 in the title.
-    """
-    params = list(dict.fromkeys(predictions["parameter"]))
-    fig, axes = _figure(max(len(params), 1), max_cols=3)
-    for ax, name in zip(axes, params):
-        d = predictions[predictions["parameter"] == name]
-        t = d["true_value"].to_numpy()
-        m = d["predicted_mean"].to_numpy()
-        s = d["predicted_sd"].to_numpy()
-        sst = float(((t - t.mean()) ** 2).sum())
-        r2 = 1.0 - float(((t - m) ** 2).sum()) / sst if sst > 0 else float("nan")
-        ax.errorbar(t, m, yerr=s, fmt="o", ms=2, lw=0.4, alpha=0.35, color="tab:blue", ecolor="tab:blue")
-        lo = float(np.nanmin(np.concatenate([t, m - s]))) if len(t) else 0.0
-        hi = float(np.nanmax(np.concatenate([t, m + s]))) if len(t) else 1.0
-        ax.plot([lo, hi], [lo, hi], color="black", lw=1, ls="--", label="identity")
-        ax.set_title(f"{name}\nR² = {r2:.3f}, n = {len(d)}", fontsize=9)
-        ax.set_xlabel("true value")
-        ax.set_ylabel("predicted mean ± 1 SD")
-    if not params:
-        axes[0].text(0.5, 0.5, "no predictions", ha="center", va="center")
-    fig.suptitle("Parameter recovery on held-out release patients")
-    return fig
 
 
 def plot_trajectories_by_treatment(days: np.ndarray, by_regimen: Mapping[str, np.ndarray]) -> Figure:

@@ -39,15 +39,40 @@ def _rel(target: Path, start: Path) -> str:
     return os.path.relpath(target, start)
 
 
-def _verification(results: Path, gamma: float) -> tuple[Path, pd.DataFrame, list[str]]:
-    """The verification folder of ``gamma``, its checks, and the verdict's heading lines."""
-    d = results / "verification" / f"gamma-{format_gamma(gamma)}"
-    verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
-    checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
-    lines = [f"### γ = {format_gamma(gamma)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n"]
-    if verdict.reasons:
-        lines.append(f"Failed: {verdict.reasons}\n")
-    return d, checks, lines
+PARAMETER_COLUMNS = ["parameter", "identifiable_required", "contraction", "nrmse", "z_sd", "r2", "sbc_ks_p", "sbc_chi2_p", "dap_c2st"]
+# Checks shown in the summary beside the per-parameter table (the rest: checks.parquet).
+SUMMARY_CHECKS = ("hpd_coverage", "tarp", "realism_c2st", "treatment_inference", "latent_class")
+
+
+def verification_section(cfg: Config, results: Path, here: Path) -> list[str]:
+    """The summary's verification section: per branch the verdict, the per-parameter table,
+    coverage, TARP, realism, treatment and latent-class recovery, gated causal checks, the
+    negative controls and the figures; and any gate override."""
+    from oncobench.inverse.gate import check_release
+
+    md = ["## Verification\n"]
+    md += check_release(cfg, results).lines()
+    for g in cfg.gammas:
+        d = results / "verification" / f"gamma-{format_gamma(g)}"
+        verdict = io.read_table(d / "verdict.parquet", schemas.Verdict).iloc[0]
+        checks = io.read_table(d / "checks.parquet", schemas.VerificationCheck)
+        params = io.read_table(d / "parameters.parquet", schemas.VerificationParameter)
+        controls = io.read_table(d / "controls.parquet", schemas.VerificationControl)
+        md.append(f"### γ = {format_gamma(g)}: **{verdict.verdict.upper()}** ({verdict.n_failed} of {verdict.n_checks} gated checks failed)\n")
+        if verdict.reasons:
+            md.append(f"Reasons: {verdict.reasons}\n")
+        md.append("Identifiability and SBC per latent parameter (held-out simulations):\n\n" + _table(params[PARAMETER_COLUMNS]) + "\n")
+        shown = checks[checks.check.isin(SUMMARY_CHECKS) & (checks.passed.notna() | checks.metric.isin(["f1", "macro_f1", "permutation_p", "atc"]))]
+        md.append(_table(shown) + "\n")
+        causal = checks[~checks.check.isin(SUMMARY_CHECKS + ("identifiability", "sbc", "npe")) & checks.passed.notna()]
+        md.append(f"Causal and analytic checks: {int(causal.passed.sum())} of {len(causal)} passed.\n\n" + _table(causal) + "\n")
+        if len(controls):
+            shown_controls = controls[["control", "kind", "expected", "outcome", "n_failed", "stages_run"]]
+            md.append("Negative controls (each must fail):\n\n" + _table(shown_controls) + "\n")
+        md.append(f"Every check, reported and gated: `{_rel(d / 'checks.parquet', here)}`.\n")
+        for name, title in (("sbc_ranks", "SBC ranks"), ("coverage", "HPD coverage"), ("recovery", "Recovery"), ("realism", "Realism C2ST")):
+            md.append(f"![{title}, gamma {format_gamma(g)}]({_rel(d / f'{name}.png', here)})\n")
+    return md
 
 
 def trajectory_sample(cfg: Config, cohort_df: pd.DataFrame, n: int = SAMPLE_PATIENTS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -118,14 +143,7 @@ def write_summary(cfg: Config, results_dir: str | Path, out: str | Path, out_fig
     final = rep0[rep0.horizon_day == rep0.horizon_day.max()].groupby("regimen")[["died", "recovered"]].mean()
     md.append(_table(med.join(final).reset_index()) + "\n")
 
-    md.append("## Verification\n")
-    for g in cfg.gammas:
-        d, checks, lines = _verification(results, g)
-        md += lines
-        shown = checks[checks.passed.notna() | (checks.check == "identifiability") | checks.metric.isin(["r2", "f1"])]
-        md.append(_table(shown) + "\n")
-        md.append(f"Every check, reported and gated: `{_rel(d / 'checks.parquet', here)}`.\n")
-        md.append(f"![Parameter recovery, gamma {format_gamma(g)}]({_rel(d / 'recovery.png', here)})\n")
+    md += verification_section(cfg, results, here)
 
     md.append("## Model evaluation (all tiers, bootstrap 95% intervals)\n")
     for g in cfg.gammas:
@@ -232,11 +250,7 @@ def write_summary_nsclc(cfg: Config, results_dir: str | Path, out: str | Path, o
         md.append(_table(shown) + "\n")
         md.append(f"![{trial}]({_rel(results / 'trials' / 'figures' / f'{trial}.png', here)})\n")
 
-    md.append("## Verification\n")
-    for g in cfg.gammas:
-        _, checks, lines = _verification(results, g)
-        md += lines
-        md.append(_table(checks) + "\n")
+    md += verification_section(cfg, results, here)
 
     md.append("## Treatment recommendation (test patients, bootstrap 95% intervals)\n")
     for g in cfg.gammas:

@@ -128,8 +128,73 @@ class RecoveryPrediction(PatientKey):
     predicted_sd: Series[float] = pa.Field(ge=0)
 
 
+class VerificationParameter(_Strict):
+    """Per latent parameter: identifiability (posterior contraction, NRMSE, z-scores, R^2 on
+    held-out simulations) and SBC (rank KS and chi-square p-values, prior-vs-DAP C2ST)."""
+
+    parameter: Series[str]
+    prior_sd: Series[float] = pa.Field(ge=0)
+    posterior_sd: Series[float] = pa.Field(ge=0)
+    contraction: Series[float]
+    nrmse: Series[float] = pa.Field(ge=0)
+    z_mean: Series[float]
+    z_sd: Series[float] = pa.Field(ge=0)
+    r2: Series[float]
+    sbc_ks_p: Series[float] = pa.Field(ge=0, le=1)
+    sbc_chi2_p: Series[float] = pa.Field(ge=0, le=1)
+    dap_c2st: Series[float] = pa.Field(ge=0, le=1)
+    identifiable_required: Series[bool]
+
+
+class SbcRank(_Strict):
+    """Rank of each held-out simulation's true parameter among its posterior draws."""
+
+    parameter: Series[str]
+    test_index: Series[int] = pa.Field(ge=0)
+    rank: Series[int] = pa.Field(ge=0)
+    n_samples: Series[int] = pa.Field(ge=1)
+
+
+class CoverageCurve(_Strict):
+    """HPD expected coverage: empirical against nominal level, per posterior (the trained one
+    and the over-confident control)."""
+
+    level: Series[float] = pa.Field(gt=0, lt=1)
+    empirical: Series[float] = pa.Field(ge=0, le=1)
+    se: Series[float] = pa.Field(ge=0)
+    n: Series[int] = pa.Field(ge=1)
+    posterior: Series[str]
+
+
+class TarpCurve(_Strict):
+    alpha: Series[float] = pa.Field(ge=0, le=1)
+    ecp: Series[float] = pa.Field(ge=0, le=1)
+
+
+class RealismNull(_Strict):
+    """The realism C2ST accuracy and its permutation-null draws, with the analytic gate."""
+
+    subject: Series[str]
+    kind: Series[str] = pa.Field(isin=["observed", "permutation"])
+    accuracy: Series[float] = pa.Field(ge=0, le=1)
+    threshold: Series[float]
+
+
+class VerificationControl(_Strict):
+    """A negative control: expected to fail the gate; ``caught_by`` names the checks it failed."""
+
+    control: Series[str]
+    kind: Series[str] = pa.Field(isin=["posterior", "simulator"])
+    expected: Series[str] = pa.Field(isin=["fail"])
+    outcome: Series[str] = pa.Field(isin=["pass", "fail"])
+    n_failed: Series[int] = pa.Field(ge=0)
+    caught_by: Series[str]
+    stages_run: Series[str]
+    seconds: Series[float] = pa.Field(ge=0)
+
+
 class Verdict(_Strict):
-    verdict: Series[str] = pa.Field(isin=["pass", "fail"])
+    verdict: Series[str] = pa.Field(isin=["pass", "fail", "inconclusive"])
     n_checks: Series[int] = pa.Field(ge=0)
     n_failed: Series[int] = pa.Field(ge=0)
     reasons: Series[str]
@@ -263,6 +328,7 @@ SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     cls.__name__: cls
     for cls in (
         Cohort, Trajectory, RegimenOutcome, OneStep, TauStep, VerificationCheck, RecoveryPrediction, Verdict, Metric,
+        VerificationParameter, SbcRank, CoverageCurve, TarpCurve, RealismNull, VerificationControl,
         NsclcCohort, NsclcTrajectory, NsclcOutcome, TrialPatient, TrialSummary,
     )
 }

@@ -17,12 +17,13 @@ import pandas as pd
 
 from oncobench import __version__
 from oncobench.config import Config, format_gamma
+from oncobench.inverse.gate import check_release
 
 STAGE_DIRS = {
     # stage name: (benchmark rule names, artifact folders under the results dir)
     "cohort": (("draw_cohort",), ("cohort",)),
     "simulate": (("simulate_trajectories",), ("trajectories",)),
-    "verify": (("verify_simulator",), ("verification",)),
+    "verify": (("verify_controls", "verify_simulator"), ("verification",)),
     "counterfactuals": (("simulate_counterfactual_regimens", "build_counterfactual_test_sets"), ("counterfactuals",)),
     "evaluate": (("evaluate_models",), ("metrics",)),
     "report": (("write_summary",), ("summary",)),
@@ -122,6 +123,9 @@ def _stage_metrics(stage: str, results_dir: Path, cfg: Config) -> dict[str, floa
                     m[metric_key(f"gamma{format_gamma(g)}", row.check, row.subject, row.metric)] = float(row.value)
             verdict = io.read_table(d / "verdict.parquet", schemas.Verdict)
             m[metric_key(f"gamma{format_gamma(g)}", "verdict_pass")] = float(verdict.verdict.iloc[0] == "pass")
+            controls = io.read_table(d / "controls.parquet", schemas.VerificationControl)
+            for row in controls.itertuples():
+                m[metric_key(f"gamma{format_gamma(g)}", "control", row.control, "failed_as_expected")] = float(row.outcome == "fail")
     elif stage == "evaluate":
         for g in cfg.gammas:
             metrics = io.read_table(results_dir / "metrics" / f"gamma-{format_gamma(g)}.parquet", schemas.Metric)
@@ -151,10 +155,8 @@ def log_workflow_run(cfg: Config, results_dir: str | Path, *, snakemake_version:
     else:
         exp_id = exp.experiment_id
 
-    verdicts = {}
-    for g in cfg.gammas:
-        v = io.read_table(results_dir / "verification" / f"gamma-{format_gamma(g)}" / "verdict.parquet", schemas.Verdict)
-        verdicts[format_gamma(g)] = v.verdict.iloc[0]
+    gate = check_release(cfg, results_dir)  # refuses a failed verdict unless overridden
+    verdicts = gate.verdicts
     tags = {
         "oncobench.version": __version__,
         "oncobench.git_commit": io.git_commit(),
@@ -163,7 +165,7 @@ def log_workflow_run(cfg: Config, results_dir: str | Path, *, snakemake_version:
         "oncobench.release": cfg.tracking.release,
         "oncobench.config_hash": cfg.hash(),
         "oncobench.model": cfg.model,
-        **{f"oncobench.verdict.gamma{g}": v for g, v in verdicts.items()},
+        **gate.tags(),
     }
     benchmarks = read_benchmarks(results_dir)
     children: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Verify the NSCLC patient model: analytic natural history, causal consistency, identifiability.
+"""Checks of the NSCLC patient model: analytic natural history and causal consistency.
 
 The checks follow /work/shared/notes/inverse-verification.md §4. Each is a function of the
 model (parameters and regimen library) and a population with its latent parameters, so a test
@@ -17,34 +17,29 @@ have ``passed`` True or False; reported rows carry ``passed = None``.
    effect with it (a share, gated against chance).
 4. **Combination toxicity** (:func:`combination_toxicity_checks`): a combination's grade >= 3
    rate is not below either part's beyond paired sampling error.
-5. **Identifiability** (:func:`identifiability_checks`): a gradient-boosting regressor fitted on
-   freshly simulated factual courses reads only what a clinic sees and predicts the latent
-   growth rate, the sensitivity of the class received and the immune-responder status of the
-   release cohort.
 
-The science takes frames and tensors and returns frames; files are read and written by the CLI.
+:func:`causal_checks` runs 1-4; the verify stage (:mod:`oncobench.inverse.nsclc`) runs it on
+``CHECK_PATIENTS`` fresh patients, and asks what the observations identify by neural posterior
+estimation there. The science takes tensors and returns checks; files are read and written by
+the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy import stats
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+from oncobench.inverse.checks import Check
 from oncobench.nsclc import population as popmod
-from oncobench.nsclc import tables
-from oncobench.nsclc.drugs import DRUG_CLASSES, DRUGS
-from oncobench.nsclc.latent import IMMUNE, Latent
+from oncobench.nsclc.drugs import DRUGS
+from oncobench.nsclc.latent import Latent
 from oncobench.nsclc.model import NsclcModel
 from oncobench.nsclc.regimens import RegimenLibrary
 from oncobench.nsclc.simulator import Assignment, Outcome, Record, Schedule, simulate
-from oncobench.verification import VerificationResult, _auroc, _Check, _checks_frame, _r2, _r2_interval, _verdict_frame
 
 BSC = "best_supportive_care"
 # Dose multipliers of the dose-response arms, in increasing order (0 = the regimen's schedule
@@ -59,8 +54,9 @@ TARGETED = (("osimertinib", "egfr"), ("alectinib", "alk"))
 CAUSAL_DAYS = 120
 # Day of the targeted positive control: 12 weeks on treatment, the second 6-weekly scan.
 CONTROL_DAY = 84
-# Fresh patients of the causal checks (ids from CHECK_ID_OFFSET) and of the training set (ids
-# from TRAIN_ID_OFFSET): disjoint from each other and from any release cohort (ids 0 .. N-1).
+# Fresh patients of the causal checks (ids from CHECK_ID_OFFSET), disjoint from any release
+# cohort (ids 0 .. N-1). TRAIN_ID_OFFSET stays reserved: oncobench.inverse.nsclc keeps its own
+# simulation ids clear of both.
 CHECK_ID_OFFSET = 2 * 10**12
 TRAIN_ID_OFFSET = 10**12
 CHECK_PATIENTS = 1000
@@ -70,13 +66,6 @@ EXACT_RTOL = 1e-9
 SE_GATE = 3.0
 # Page's L test p-value gate.
 PAGE_ALPHA = 0.01
-# Identifiability: held-out share of the training set (residual SD of the predictions) and the
-# AUROC null gate of the responder classifier (Hanley & McNeil 1982 SE at A = 0.5, one-sided 1%).
-HOLDOUT_FRACTION = 0.2
-AUROC_Z = 2.33
-GROWTH = "log_growth_rate_per_day"
-SENSITIVITY = "log_sensitivity_of_line1_class"
-RESPONDER = "immune_responder"
 
 
 # --------------------------------------------------------------------------- simulation
@@ -135,7 +124,7 @@ def _first_line_days(rec: Record) -> torch.Tensor:
 # --------------------------------------------------------------------------- 1. natural history
 def natural_history_checks(
     model: NsclcModel, pop: popmod.Population, lat: Latent, *, days: int | None = None
-) -> list[_Check]:
+) -> list[Check]:
     """Untreated, noise-free burden against the analytic exponential solution.
 
     The log volume grows by ``g`` per day and the diameter sum is proportional to V^(1/3)
@@ -153,8 +142,8 @@ def natural_history_checks(
     worst = float(rel.max()) if rel.numel() else float("nan")
     subject = f"{BSC}, noise-free sld_true_mm vs SLD0 exp(g t / 3), {schedule.days} days"
     return [
-        _Check("natural_history", subject, "max_relative_error", worst, EXACT_RTOL, "<="),
-        _Check("natural_history", subject, "patient_days_compared", float(rel.numel())),
+        Check("natural_history", subject, "max_relative_error", worst, EXACT_RTOL, "<="),
+        Check("natural_history", subject, "patient_days_compared", float(rel.numel())),
     ]
 
 
@@ -206,7 +195,7 @@ def dose_response_checks(
     *,
     factors: tuple[float, ...] = DOSE_FACTORS,
     days: int = CAUSAL_DAYS,
-) -> list[_Check]:
+) -> list[Check]:
     """Causal consistency of ``regimen`` over dose levels ``factors`` with common random numbers.
 
     Every arm is the same patients, seed and replicate; arms differ only in the dose multiplier
@@ -245,7 +234,7 @@ def dose_response_checks(
         shared &= ~torch.stack([o.febrile_neutropenia.cpu() for o in outs]).any(0).unsqueeze(0)
 
     check = "causal_dose_response"
-    out: list[_Check] = []
+    out: list[Check] = []
     for lo in range(len(factors) - 1):
         a, b = recs[lo], recs[lo + 1]
         pair = f"{regimen} f={factors[lo + 1]:g} vs f={factors[lo]:g}"
@@ -256,20 +245,20 @@ def dose_response_checks(
         subject = f"{pair}: burden, shared course" + ("" if limit is None else f", days < {limit}")
         n = int(window.sum())
         out += [
-            _Check(check, subject, "violations", _counted(int((higher & window).sum()), n), 0.0, "<="),
-            _Check(check, subject, "patient_days_compared", float(n)),
-            _Check(check, f"{pair}: burden, every day both alive", "violations", float((higher & both).sum())),
+            Check(check, subject, "violations", _counted(int((higher & window).sum()), n), 0.0, "<="),
+            Check(check, subject, "patient_days_compared", float(n)),
+            Check(check, f"{pair}: burden, every day both alive", "violations", float((higher & both).sum())),
         ]
         mask = shared & both
         seen = mask.any(0)
         deeper = _above(_nadir(b, mask), _nadir(a, mask)) & seen
         subject = f"{pair}: neutrophil nadir, shared course"
         out += [
-            _Check(check, subject, "violations", _counted(int(deeper.sum()), int(seen.sum())), 0.0, "<="),
-            _Check(check, subject, "patients_compared", float(seen.sum())),
+            Check(check, subject, "violations", _counted(int(deeper.sum()), int(seen.sum())), 0.0, "<="),
+            Check(check, subject, "patients_compared", float(seen.sum())),
         ]
         deeper = _above(_nadir(b, both), _nadir(a, both)) & both.any(0)
-        out.append(_Check(check, f"{pair}: neutrophil nadir, every day both alive", "violations", float(deeper.sum())))
+        out.append(Check(check, f"{pair}: neutrophil nadir, every day both alive", "violations", float(deeper.sum())))
 
     if factors[0] == 0.0:
         out += _null_dose_checks(recs[0], _cpu(_simulate(model, pop, lat, BSC, schedule).record), regimen)
@@ -277,7 +266,7 @@ def dose_response_checks(
     return out
 
 
-def _null_dose_checks(zero: Record, bsc: Record, regimen: str) -> list[_Check]:
+def _null_dose_checks(zero: Record, bsc: Record, regimen: str) -> list[Check]:
     """The zero-dose arm against best supportive care, day by day until either leaves the
     study line; dead days count, so deaths must coincide."""
     before = torch.cumsum(((zero.line > 0) | (bsc.line > 0)).to(torch.int64), 0) == 0
@@ -286,12 +275,12 @@ def _null_dose_checks(zero: Record, bsc: Record, regimen: str) -> list[_Check]:
     mism = _counted(int((differ & before).sum()), n)
     subject = f"{regimen} f=0 vs {BSC}: alive and sld_true_mm on the study line"
     return [
-        _Check("causal_null_dose", subject, "mismatched_patient_days", mism, 0.0, "<="),
-        _Check("causal_null_dose", subject, "patient_days_compared", float(n)),
+        Check("causal_null_dose", subject, "mismatched_patient_days", mism, 0.0, "<="),
+        Check("causal_null_dose", subject, "patient_days_compared", float(n)),
     ]
 
 
-def _page_checks(recs: list[Record], factors: tuple[float, ...], regimen: str, *, scan_day: int) -> list[_Check]:
+def _page_checks(recs: list[Record], factors: tuple[float, ...], regimen: str, *, scan_day: int) -> list[Check]:
     """Page's L test on the measured SLD at ``scan_day``, columns ordered by decreasing dose.
 
     ``scipy.stats.page_trend_test`` takes the columns in order of increasing predicted mean; the
@@ -308,9 +297,9 @@ def _page_checks(recs: list[Record], factors: tuple[float, ...], regimen: str, *
         res = stats.page_trend_test(data)
         p, stat = float(res.pvalue), float(res.statistic)
     return [
-        _Check("page_trend", subject, "p_value", p, PAGE_ALPHA, "<="),
-        _Check("page_trend", subject, "L_statistic", stat),
-        _Check("page_trend", subject, "patients", float(data.shape[0])),
+        Check("page_trend", subject, "p_value", p, PAGE_ALPHA, "<="),
+        Check("page_trend", subject, "L_statistic", stat),
+        Check("page_trend", subject, "patients", float(data.shape[0])),
     ]
 
 
@@ -325,7 +314,7 @@ def _target_present(pop: popmod.Population, target: str) -> torch.Tensor:
 
 def targeted_checks(
     model: NsclcModel, pop: popmod.Population, lat: Latent, *, days: int = CAUSAL_DAYS
-) -> list[_Check]:
+) -> list[Check]:
     """Targeted therapy acts only where its target is.
 
     Gated: (a) patients without the target have exactly the burden of best supportive care on
@@ -337,7 +326,7 @@ def targeted_checks(
     """
     schedule = check_schedule(model, days)
     bsc = _cpu(_simulate(model, pop, lat, BSC, schedule).record)
-    out: list[_Check] = []
+    out: list[Check] = []
     for regimen, target in TARGETED:
         rec = _cpu(_simulate(model, pop, lat, regimen, schedule).record)
         absent = ~_target_present(pop, target)
@@ -345,8 +334,8 @@ def targeted_checks(
         mism = int((_differ(rec.sld_true_mm, bsc.sld_true_mm) & mask).sum())
         subject = f"{regimen} vs {BSC}, {target} absent: sld_true_mm on the study line"
         value = _counted(mism, int(mask.sum()))
-        out.append(_Check("targeted_null_effect", subject, "mismatched_patient_days", value, 0.0, "<="))
-        out.append(_Check("targeted_null_effect", subject, "patients", float(absent.sum())))
+        out.append(Check("targeted_null_effect", subject, "mismatched_patient_days", value, 0.0, "<="))
+        out.append(Check("targeted_null_effect", subject, "patients", float(absent.sum())))
         if regimen == "osimertinib":
             present = _target_present(pop, target)
             both = rec.alive[CONTROL_DAY] & bsc.alive[CONTROL_DAY] & present
@@ -355,15 +344,15 @@ def targeted_checks(
             share = float(lower.double().mean()) if n else float("nan")
             needed = 0.5 + SE_GATE * math.sqrt(0.25 / n) if n else float("nan")
             subject = f"{regimen} vs {BSC}, {target} mutant: burden lower at day {CONTROL_DAY}"
-            out.append(_Check("targeted_positive_control", subject, "share", share, needed, ">"))
-            out.append(_Check("targeted_positive_control", subject, "patients", float(n)))
+            out.append(Check("targeted_positive_control", subject, "share", share, needed, ">"))
+            out.append(Check("targeted_positive_control", subject, "patients", float(n)))
     return out
 
 
 # --------------------------------------------------------------------------- 4. combination toxicity
 def combination_toxicity_checks(
     model: NsclcModel, pop: popmod.Population, lat: Latent, *, days: int = CAUSAL_DAYS
-) -> list[_Check]:
+) -> list[Check]:
     """Share with any grade >= 3 adverse event on the study line: a combination vs each part.
 
     Same patients and random numbers in every arm, so the paired difference d = p_comb - p_part
@@ -372,307 +361,38 @@ def combination_toxicity_checks(
     time than a part, which changes the time at risk.
     """
     schedule = dataclasses.replace(check_schedule(model, days), record=False)
-    out: list[_Check] = []
+    out: list[Check] = []
     for combo, parts in COMBINATIONS:
         g_combo = _simulate(model, pop, lat, combo, schedule).grade3_ae_study.cpu()
         n = len(g_combo)
-        out.append(_Check("combination_toxicity", combo, "grade3_rate", float(g_combo.double().mean())))
+        out.append(Check("combination_toxicity", combo, "grade3_rate", float(g_combo.double().mean())))
         for part in parts:
             g_part = _simulate(model, pop, lat, part, schedule).grade3_ae_study.cpu()
             b = int((g_combo & ~g_part).sum())
             c = int((~g_combo & g_part).sum())
             diff = (b - c) / n
             subject = f"{combo} vs {part}"
-            out.append(_Check("combination_toxicity", part, "grade3_rate", float(g_part.double().mean())))
+            out.append(Check("combination_toxicity", part, "grade3_rate", float(g_part.double().mean())))
             needed = -SE_GATE * math.sqrt(b + c) / n
-            out.append(_Check("combination_toxicity", subject, "paired_rate_difference", diff, needed, ">="))
+            out.append(Check("combination_toxicity", subject, "paired_rate_difference", diff, needed, ">="))
     return out
 
 
-# --------------------------------------------------------------------------- 5. identifiability
-def _line1_class(library: RegimenLibrary, regimen: str) -> str | None:
-    """The drug class whose sensitivity a first-line regimen reveals: its first non-immune,
-    non-radiotherapy class in ``DRUG_CLASSES`` order (platinum for platinum doublets with or
-    without pembrolizumab); None for best supportive care and immunotherapy alone."""
-    given = {DRUGS[d].drug_class for d, m in zip(library.drugs, library.drug_mask(regimen).tolist()) if m}
-    for c in DRUG_CLASSES:
-        if c in given and c not in IMMUNE and c != "radiotherapy":
-            return c
-    return None
-
-
-def clinic_features(
-    trajectories: pd.DataFrame, cohort: pd.DataFrame, model: NsclcModel
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Per-patient summaries of what a clinic sees, rows in ``cohort`` order, never NaN.
-
-    Reads the observable cohort columns and the trajectory columns day, line, regimen,
-    scanned, sld_measured_mm and recist (never sld_true_mm): baseline covariates (categorical
-    codes); measured SLD and its log ratio to the first scan at every scheduled scan day (value
-    + mask); the first-line regimen (one-hot); days to the first progression on line 1 (or to
-    the last line-1 day, with an event flag); the nadir ratio (smallest line-1 measurement over
-    the first scan; the baseline scan is not in the table); day the second line started (value
-    + mask); last recorded day.
-
-    Returns:
-        (features (rows, k) float64, their names, the first-line regimen name of each row).
-    """
-    pop = popmod.from_frame(tables.observable(cohort))
-    n = len(pop)
-    pid = cohort["patient_id"].to_numpy()
-    index = pd.Index(pid)
-    if not index.is_unique:
-        raise ValueError("cohort: patient_id is not unique")
-    row = index.get_indexer(trajectories["patient_id"].to_numpy())
-    if (row < 0).any():
-        extra = trajectories["patient_id"].to_numpy()[row < 0][0]
-        raise ValueError(f"trajectories: patient_id {extra} is not in the cohort")
-    missing = np.setdiff1d(np.arange(n), row)
-    if missing.size:
-        raise ValueError(f"trajectories: no rows for patient_id {pid[missing[0]]} of the cohort")
-    day = trajectories["day"].to_numpy().astype(np.int64)
-    line = trajectories["line"].to_numpy().astype(np.int64)
-    cols: dict[str, np.ndarray] = {}
-    for c in popmod.COLUMNS:
-        if c != "patient_id":
-            cols[c] = getattr(pop, c).cpu().numpy().astype(np.float64)
-
-    scan_days = model.scan_days
-    scanned = trajectories["scanned"].to_numpy(dtype=bool)
-    meas = trajectories["sld_measured_mm"].to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = scanned & np.isfinite(meas)
-    values = np.zeros((n, len(scan_days)))
-    seen = np.zeros((n, len(scan_days)), dtype=bool)
-    pos = {d: j for j, d in enumerate(scan_days)}
-    j = np.array([pos.get(int(d), -1) for d in day[ok]], dtype=np.int64)
-    keep = j >= 0
-    values[row[ok][keep], j[keep]] = meas[ok][keep]
-    seen[row[ok][keep], j[keep]] = True
-    first = np.where(seen[:, :1], values[:, :1], np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_ratio = np.log(np.maximum(values, 1.0) / np.maximum(first, 1.0))
-    ratio_ok = seen & seen[:, :1]
-    for k, d in enumerate(scan_days):
-        cols[f"sld_measured_day{d}"] = values[:, k]
-        cols[f"sld_measured_day{d}_seen"] = seen[:, k].astype(np.float64)
-        cols[f"log_ratio_day{d}"] = np.where(ratio_ok[:, k], log_ratio[:, k], 0.0)
-
-    l1 = line == 1
-    regimen = trajectories["regimen"].astype(str).to_numpy()
-    order = np.lexsort((day, row))  # by patient, then day: each patient's first row is day 0
-    starts = order[np.r_[True, np.diff(row[order]) != 0]]
-    line1_regimen = regimen[starts[np.argsort(row[starts])]]
-    for r in model.library.names:
-        cols[f"line1_{r}"] = (line1_regimen == r).astype(np.float64)
-
-    is_pd = (trajectories["recist"].astype(object).to_numpy() == "PD") & l1
-    pd_day = np.full(n, np.inf)
-    np.minimum.at(pd_day, row[is_pd], day[is_pd].astype(np.float64))
-    last_l1 = np.zeros(n)
-    np.maximum.at(last_l1, row[l1], day[l1].astype(np.float64))
-    event = np.isfinite(pd_day)
-    cols["days_to_first_pd"] = np.where(event, pd_day, last_l1)
-    cols["first_pd_event"] = event.astype(np.float64)
-
-    nadir = np.full(n, np.inf)
-    l1_scan = ok & l1
-    np.minimum.at(nadir, row[l1_scan], meas[l1_scan])
-    has = np.isfinite(nadir) & seen[:, 0] & (values[:, 0] > 0)
-    cols["nadir_ratio"] = np.where(has, nadir / np.where(has, values[:, 0], 1.0), 0.0)
-    cols["nadir_ratio_seen"] = has.astype(np.float64)
-
-    l2 = line >= 2
-    line2 = np.full(n, np.inf)
-    np.minimum.at(line2, row[l2], day[l2].astype(np.float64))
-    cols["line2_start_day"] = np.where(np.isfinite(line2), line2, 0.0)
-    cols["line2_started"] = np.isfinite(line2).astype(np.float64)
-    last = np.zeros(n)
-    np.maximum.at(last, row, day.astype(np.float64))
-    cols["last_recorded_day"] = last
-    names = list(cols)
-    x = np.stack([cols[c] for c in names], axis=1)
-    bad = np.flatnonzero(~np.isfinite(x).all(0))
-    if bad.size:
-        raise ValueError(f"clinic_features: feature {names[bad[0]]!r} is not finite; expected value + mask encoding")
-    return x, names, line1_regimen
-
-
-@dataclass(frozen=True)
-class _Targets:
-    growth: np.ndarray  # log growth rate per day
-    sensitivity: np.ndarray  # log sensitivity of the line-1 class (NaN: no such class)
-    responder: np.ndarray  # bool
-
-
-def latent_targets(cohort: pd.DataFrame, line1_regimen: np.ndarray, library: RegimenLibrary) -> _Targets:
-    """Ground truth on the scale it is predicted on, from the cohort's ``latent_*`` columns."""
-    p = tables.LATENT_PREFIX
-    missing = [c for c in tables.latent_columns() if c not in cohort.columns]
-    if missing:
-        raise ValueError(f"cohort: missing latent column {missing[0]!r} (the release cohort carries the ground truth)")
-    cls = {r: _line1_class(library, r) for r in set(line1_regimen.tolist())}
-    sens = np.full(len(cohort), np.nan)
-    for r, c in cls.items():
-        if c is not None:
-            rows = line1_regimen == r
-            sens[rows] = np.log(cohort[f"{p}sensitivity_{c}"].to_numpy(dtype=np.float64)[rows])
-    return _Targets(
-        growth=np.log(cohort[f"{p}growth_rate_per_day"].to_numpy(dtype=np.float64)),
-        sensitivity=sens,
-        responder=cohort[f"{p}immune_responder"].to_numpy(dtype=bool),
-    )
-
-
-def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fitted rows, held-out rows) of the training set, seeded."""
-    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x1D])).permutation(n)
-    k = max(1, int(round(HOLDOUT_FRACTION * n)))
-    return perm[k:], perm[:k]
-
-
-def _r2_checks(name: str, true: np.ndarray, pred: np.ndarray, seed: int, *, gated: bool) -> list[_Check]:
-    """R² with its 95% patient-bootstrap interval; gated (lower end > 0) or reported with a
-    finding that names the latent identifiable or not."""
-    r2 = float(_r2(true, pred))
-    lo, hi = math.nan, math.nan
-    if len(true) >= 2:
-        lo_q, hi_q = _r2_interval(true[:, None], pred[:, None], seed)
-        lo, hi = float(lo_q[0]), float(hi_q[0])
-    gate = (0.0, ">") if gated else (math.nan, None)
-    out = [
-        _Check("identifiability", name, "r2", r2),
-        _Check("identifiability", name, "r2_ci_low", lo, *gate),
-        _Check("identifiability", name, "r2_ci_high", hi),
-        _Check("identifiability", name, "patients", float(len(true))),
-    ]
-    if not gated:
-        found = "identifiable" if lo > 0 else "not identifiable"
-        subject = f"{name}: {found} from clinic-visible data (R² 95% CI lower end {'>' if lo > 0 else '<='} 0)"
-        out.append(_Check("identifiability_finding", subject, "r2_ci_low", lo))
-    return out
-
-
-def _auroc_checks(name: str, score: np.ndarray, truth: np.ndarray) -> list[_Check]:
-    """AUROC against the no-information gate 0.5 + z SE0, reported with a finding."""
-    t = torch.as_tensor(truth, dtype=torch.bool)
-    auc = _auroc(torch.as_tensor(score), t)
-    n1, n0 = int(t.sum()), int((~t).sum())
-    null = 0.5 + AUROC_Z * math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0)) if n1 and n0 else math.nan
-    found = "identifiable" if auc > null else "not identifiable"
-    subject = f"{name}: {found} from clinic-visible data (AUROC {'>' if auc > null else '<='} 0.5 + {AUROC_Z} SE0)"
-    return [
-        _Check("identifiability", name, "auroc", auc),
-        _Check("identifiability", name, "no_information_gate", null),
-        _Check("identifiability", name, "prevalence", n1 / max(n1 + n0, 1)),
-        _Check("identifiability_finding", subject, "auroc", auc),
-    ]
-
-
-def identifiability_checks(
-    cohort: pd.DataFrame,
-    trajectories: pd.DataFrame,
-    model: NsclcModel,
-    *,
-    gamma: float,
-    device: torch.device,
-    train_patients: int = 3000,
-) -> tuple[list[_Check], pd.DataFrame]:
-    """Predict latents of the release cohort from clinic-visible summaries (:func:`clinic_features`).
-
-    ``train_patients`` fresh patients (ids from ``TRAIN_ID_OFFSET``) follow the historical policy
-    of strength ``gamma`` (``NsclcModel.factual``); seeded histogram gradient-boosting models are
-    fitted on 80% of them (the other 20% give the residual SD of the predictions) and scored on
-    the release cohort with its own trajectories. R² comes with a 95% percentile interval over
-    1000 patient resamples. Gated: log growth rate, the interval's lower end > 0. Reported: log
-    sensitivity of the class received in line 1 (patients on a regimen with such a class) and
-    the immune-responder AUROC against 0.5 + 2.33 SE0 (Hanley & McNeil 1982, SE at A = 0.5).
-
-    Returns:
-        (checks, predictions of the log growth rate for the release patients, schema
-        RecoveryPrediction).
-    """
-    seed = model.seed
-    pop, lat = model.draw(TRAIN_ID_OFFSET + torch.arange(train_patients, dtype=torch.int64, device=device))
-    train_traj, _ = model.factual(pop, lat, gamma)
-    train_cohort = tables.cohort_frame(pop, lat)
-    x_tr, _, reg_tr = clinic_features(train_traj, train_cohort, model)
-    y_tr = latent_targets(train_cohort, reg_tr, model.library)
-    x_ev, _, reg_ev = clinic_features(trajectories, cohort, model)
-    y_ev = latent_targets(cohort, reg_ev, model.library)
-    fit, held = _split(train_patients, seed)
-
-    def regress(target: np.ndarray, fit: np.ndarray, held: np.ndarray) -> tuple[HistGradientBoostingRegressor, float]:
-        est = HistGradientBoostingRegressor(random_state=seed).fit(x_tr[fit], target[fit])
-        resid = target[held] - est.predict(x_tr[held])
-        return est, float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan
-
-    est, sd = regress(y_tr.growth, fit, held)
-    pred = est.predict(x_ev)
-    out = _r2_checks(GROWTH, y_ev.growth, pred, seed, gated=True)
-    out.append(_Check("identifiability", GROWTH, "holdout_residual_sd", sd))
-    predictions = pd.DataFrame(
-        {
-            "patient_id": cohort["patient_id"].to_numpy().astype(np.int64),
-            "parameter": np.full(len(cohort), GROWTH, dtype=object),
-            "true_value": y_ev.growth,
-            "predicted_mean": pred,
-            "predicted_sd": np.full(len(cohort), sd),
-        }
-    )
-
-    has_tr, has_ev = np.isfinite(y_tr.sensitivity), np.isfinite(y_ev.sensitivity)
-    if has_tr[fit].sum() >= 2 and has_ev.any():
-        est, _ = regress(y_tr.sensitivity, fit[has_tr[fit]], held[has_tr[held]])
-        out += _r2_checks(SENSITIVITY, y_ev.sensitivity[has_ev], est.predict(x_ev[has_ev]), seed, gated=False)
-    if len(np.unique(y_tr.responder[fit])) == 2:
-        clf = HistGradientBoostingClassifier(random_state=seed).fit(x_tr[fit], y_tr.responder[fit])
-        out += _auroc_checks(RESPONDER, clf.predict_proba(x_ev)[:, 1], y_ev.responder)
-    return out, predictions
-
-
-# --------------------------------------------------------------------------- stage
-def verify_nsclc(
-    cohort: pd.DataFrame,
-    trajectories: pd.DataFrame,
-    model: NsclcModel,
-    *,
-    gamma: float,
-    device: torch.device,
-    train_patients: int = 3000,
-    check_patients: int = CHECK_PATIENTS,
-) -> VerificationResult:
-    """Verify the NSCLC model for one confounding strength of a release.
-
-    Args:
-        cohort: the release cohort table (observable columns and ``latent_*`` ground truth).
-        trajectories: its factual trajectory table for ``gamma`` (observable columns are read).
-        model: the model the release was simulated with.
-        gamma: the historical policy's confounding strength of ``trajectories``.
-        device: where the check and training patients are simulated.
-        train_patients: fresh patients simulated to fit the identifiability regressors.
-        check_patients: fresh patients of the analytic and causal checks.
-
-    Returns:
-        The checks (schema VerificationCheck), the held-out predictions of the log growth rate
-        (RecoveryPrediction) and the verdict ('fail' when any gated check fails, each failure
-        named in ``reasons``).
-    """
-    ids = CHECK_ID_OFFSET + torch.arange(check_patients, dtype=torch.int64, device=device)
-    pop, lat = model.draw(ids)
+# --------------------------------------------------------------------------- 1-4 together
+def causal_checks(model: NsclcModel, pop: popmod.Population, lat: Latent) -> list[Check]:
+    """The analytic and causal checks 1-4 on ``pop`` with latents ``lat``: natural history,
+    dose response (with the null dose and Page's trend test) of every ``DOSE_RESPONSE_REGIMENS``
+    entry, targeted therapy and combination toxicity."""
     checks = natural_history_checks(model, pop, lat)
     for regimen in DOSE_RESPONSE_REGIMENS:
         checks += dose_response_checks(model, pop, lat, regimen)
     checks += targeted_checks(model, pop, lat)
     checks += combination_toxicity_checks(model, pop, lat)
-    found, predictions = identifiability_checks(
-        cohort, trajectories, model, gamma=gamma, device=device, train_patients=train_patients
-    )
-    checks += found
-    return VerificationResult(checks=_checks_frame(checks), predictions=predictions, verdict=_verdict_frame(checks))
+    return checks
 
 
 __all__ = [
-    "CHECK_PATIENTS", "DOSE_FACTORS", "DOSE_RESPONSE_REGIMENS", "check_schedule", "clinic_features",
-    "combination_toxicity_checks", "dose_response_checks", "identifiability_checks", "latent_targets",
-    "natural_history_checks", "scaled_library", "targeted_checks", "verify_nsclc",
+    "CHECK_ID_OFFSET", "CHECK_PATIENTS", "DOSE_FACTORS", "DOSE_RESPONSE_REGIMENS", "causal_checks", "check_schedule",
+    "combination_toxicity_checks", "dose_response_checks", "natural_history_checks", "scaled_library",
+    "targeted_checks",
 ]

@@ -255,7 +255,9 @@ class OverrideConfig:
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    train_patients: int
+    train_patients: int | None  # None: sized to the number of parameters (inverse.stage.training_budget)
+    simulations_per_parameter: int
+    min_train_patients: int
     test_patients: int
     posterior_samples: int
     npe: NpeConfig
@@ -423,6 +425,8 @@ def _verify(vt: Mapping[str, Any]) -> VerifyConfig:
     ref = vt["reference"]
     return VerifyConfig(
         train_patients=vt["train_patients"],
+        simulations_per_parameter=vt["simulations_per_parameter"],
+        min_train_patients=vt["min_train_patients"],
         test_patients=vt["test_patients"],
         posterior_samples=vt["posterior_samples"],
         npe=NpeConfig(**vt["npe"]),

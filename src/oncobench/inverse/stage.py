@@ -63,6 +63,17 @@ def thresholds(cfg: Config) -> dg.Thresholds:
     )
 
 
+def training_budget(cfg: Config, problem: InverseProblem) -> int:
+    """Simulations that train the release posterior: ``verify.train_patients``, or when null,
+    sized to the number of parameters D: max(5,000, 1,000 D) by default. The notes suggest 5k for
+    D <= 5 and 20k-50k for D = 10-15; 1,000 per parameter keeps the NSCLC stage (D = 11) within
+    its time budget, and SBC and HPD coverage judge, on every run, whether it was enough."""
+    v = cfg.verify
+    if v.train_patients is not None:
+        return v.train_patients
+    return max(v.min_train_patients, v.simulations_per_parameter * len(problem.parameters))
+
+
 def _flat(x: torch.Tensor, drop_channels: tuple[int, ...] = ()) -> np.ndarray:
     keep = [c for c in range(x.shape[1]) if c not in drop_channels]
     return x[:, keep].reshape(x.shape[0], -1).numpy().astype(np.float64)
@@ -250,7 +261,7 @@ def verify_release(
     th = thresholds(cfg)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    train = problem.simulate(cfg.verify.train_patients, key=TRAIN_KEY)
+    train = problem.simulate(training_budget(cfg, problem), key=TRAIN_KEY)
     test = problem.simulate(cfg.verify.test_patients, key=TEST_KEY)
     seconds["simulate"] = time.perf_counter() - t
 

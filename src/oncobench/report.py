@@ -39,7 +39,7 @@ def _rel(target: Path, start: Path) -> str:
     return os.path.relpath(target, start)
 
 
-PARAMETER_COLUMNS = ["parameter", "identifiable_required", "contraction", "nrmse", "z_sd", "r2", "sbc_ks_p", "sbc_chi2_p", "dap_c2st"]
+PARAMETER_COLUMNS = ["parameter", "identifiable_required", "contraction", "partial_contraction", "nrmse", "z_sd", "r2", "sbc_ks_p", "sbc_chi2_p", "dap_c2st"]
 # Checks shown in the summary beside the per-parameter table (the rest: checks.parquet).
 SUMMARY_CHECKS = ("hpd_coverage", "tarp", "realism_c2st", "treatment_inference", "latent_class")
 

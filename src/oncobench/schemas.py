@@ -136,6 +136,7 @@ class VerificationParameter(_Strict):
     prior_sd: Series[float] = pa.Field(ge=0)
     posterior_sd: Series[float] = pa.Field(ge=0)
     contraction: Series[float]
+    partial_contraction: Series[float]
     nrmse: Series[float] = pa.Field(ge=0)
     z_mean: Series[float]
     z_sd: Series[float] = pa.Field(ge=0)

@@ -47,7 +47,7 @@ def _assert_same_draw(a: G.Draw, b: G.Draw) -> None:
 def test_attributes_follow_the_config(problem):
     assert problem.model == "geng2017"
     assert problem.parameters == V.PARAMETERS
-    assert problem.identifiable == ("log_radio_alpha_per_gy", "log_growth_rate_per_day")
+    assert problem.identifiable == ("log_radio_alpha_per_gy",)
     assert problem.label_identifiable is False
     assert problem.treatment_channels == ()
     cfg = tiny(verify={"thresholds": {"identifiable": ["chemo_beta_c", "patient_type"]}})

@@ -214,3 +214,21 @@ def test_npe_trains_and_samples_on_the_gpu(toy):
     samples = post.sample(100, test.x)
     assert samples.device.type == "cpu" and samples.shape == (100, len(test), 2)
     assert post.log_prob(samples, test.x).device.type == "cpu"
+
+
+def test_partial_contraction_discounts_what_the_prior_correlation_explains():
+    # theta = (a, b), corr 0.8 in the prior; the data pin b only (posterior of b given x is
+    # tight, a | b keeps its prior conditional spread): a's marginal contraction is large
+    # (0.64 * ~1), its partial contraction about 0; b's partial contraction about its own.
+    g = torch.Generator().manual_seed(4)
+    n, s = 400, 2000
+    rho = 0.8
+    prior = torch.randn(50_000, 2, generator=g)
+    prior[:, 0] = rho * prior[:, 1] + math.sqrt(1 - rho**2) * prior[:, 0]
+    b = torch.randn(n, generator=g)
+    post_b = b + 0.1 * torch.randn(s, n, generator=g)
+    post_a = rho * post_b + math.sqrt(1 - rho**2) * torch.randn(s, n, generator=g)
+    samples = torch.stack([post_a, post_b], dim=2)
+    partial = dg.partial_contraction(samples, prior)
+    assert partial[0] == pytest.approx(0.0, abs=0.02)
+    assert partial[1] == pytest.approx(1 - 0.01 / (1 - rho**2), abs=0.02)

@@ -218,18 +218,18 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", type=Path, required=True, help="folder of the verification tables and figures")
 
 
-# The verify stage's files in its output folder: (file, schema name); the verdict is written last.
+# The verify stage's tables in its output folder: (file, schema name, StageResult field); the
+# verdict is written last, after the figures.
 VERIFY_TABLES = (
-    ("checks.parquet", "VerificationCheck"),
-    ("parameters.parquet", "VerificationParameter"),
-    ("sbc_ranks.parquet", "SbcRank"),
-    ("coverage.parquet", "CoverageCurve"),
-    ("tarp.parquet", "TarpCurve"),
-    ("realism.parquet", "RealismNull"),
-    ("predictions.parquet", "RecoveryPrediction"),
-    ("controls.parquet", "VerificationControl"),
+    ("checks.parquet", "VerificationCheck", "checks"),
+    ("parameters.parquet", "VerificationParameter", "parameters"),
+    ("sbc_ranks.parquet", "SbcRank", "ranks"),
+    ("coverage.parquet", "CoverageCurve", "coverage"),
+    ("tarp.parquet", "TarpCurve", "tarp"),
+    ("realism.parquet", "RealismNull", "realism"),
+    ("predictions.parquet", "RecoveryPrediction", "predictions"),
+    ("controls.parquet", "VerificationControl", "controls"),
 )
-VERIFY_FIGURES = ("sbc_ranks.png", "coverage.png", "recovery.png", "realism.png")
 
 
 def _release_tables(cfg: Config, cohort_paths: Sequence[Path], trajectory_paths: Sequence[Path]):
@@ -285,13 +285,8 @@ def _verify(args: argparse.Namespace, cfg: Config) -> None:
     )
     stamp = stamp_for(cfg, gamma=args.gamma, device=device)
     out = args.out_dir
-    tables = {
-        "checks.parquet": result.checks, "parameters.parquet": result.parameters, "sbc_ranks.parquet": result.ranks,
-        "coverage.parquet": result.coverage, "tarp.parquet": result.tarp, "realism.parquet": result.realism,
-        "predictions.parquet": result.predictions, "controls.parquet": result.controls,
-    }
-    for name, schema in VERIFY_TABLES:
-        io.write_table(tables[name], out / name, getattr(schemas, schema), stamp)
+    for name, schema, field in VERIFY_TABLES:
+        io.write_table(getattr(result, field), out / name, getattr(schemas, schema), stamp)
     save(vfig.plot_sbc_ranks(result.ranks), out / "sbc_ranks.png")
     save(vfig.plot_coverage(result.coverage), out / "coverage.png")
     save(vfig.plot_recovery(result.recovery), out / "recovery.png")

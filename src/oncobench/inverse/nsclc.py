@@ -441,8 +441,8 @@ class NsclcProblem:
 
     def _encoded(self, course: Course, latents: dict[str, np.ndarray] | None, ungated: np.ndarray | None) -> Draw:
         x = encode_course(course, self.visit_days, self.given_classes)
-        index = {r: i for i, r in enumerate(self.treatment_classes)}
-        treatment = np.array([index.get(r, -1) for r in course.first_regimen], dtype=np.int64)
+        # code of each patient's first-line regimen; -1 where it is not a first-line class
+        treatment = pd.Categorical(course.first_regimen, categories=self.treatment_classes).codes.astype(np.int64)
         if latents is None:
             theta = np.full((len(course), len(self.parameters)), np.nan, dtype=np.float32)
             label = None

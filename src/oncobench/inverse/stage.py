@@ -149,13 +149,8 @@ def run_controls(problem: InverseProblem, cfg: Config, *, n_release: int, device
     start = time.perf_counter()
     o = ControlOutcome("perturbed_simulator_posterior", "posterior")
     perturbed = problem.simulate(n_train, key=CONTROL_TRAIN_KEY, defect=PERTURBED)
-    post = npe.train(perturbed.theta, perturbed.x, npe_settings(cfg), seed=seed, device=device)
-    cal = dg.calibrate(
-        post, test.theta, test.x, perturbed.theta, problem.parameters, problem.identifiable, thresholds(cfg),
-        n_samples=cfg.verify.posterior_samples, seed=seed,
-    )
     o.stages_run.append("calibration")
-    bad = _calibration_failures(cal.checks)
+    bad = _calibration_failures(_posterior_checks(problem, cfg, perturbed, test, seed=seed, device=device))
     o.n_failed, o.caught_by = len(bad), [c.reason() for c in bad]
     o.seconds = time.perf_counter() - start
     out.append(o)

@@ -563,25 +563,33 @@ def simulate(
         fn_now = alive & (H_fn >= E_fn)
         H_ae = H_ae + (cls_int @ nonheme) * alive
         ae_now = alive & (H_ae >= E_ae)
-        if bool((fn_now | ae_now).any()):
-            n_fn = n_fn + fn_now
-            E_fn = torch.where(fn_now, H_fn + _exp_threshold(keys[ModelStream.FEBRILE_NEUTROPENIA], 2 * n_fn), E_fn)
-            u_fn_death = rng.uniform(keys[ModelStream.FEBRILE_NEUTROPENIA], 2 * n_fn + 1)
-            factor = torch.where(fn_now.unsqueeze(1), factor * fn_tab[reg], factor)
-            fn_death = fn_now & (u_fn_death < tox["febrile_neutropenia_death_probability"])
-            fn_left = torch.where(fn_now, torch.full_like(fn_left, event_days), fn_left)
+        event_rows = torch.nonzero(fn_now | ae_now).squeeze(1)
+        if event_rows.numel() > 0:
+            # draws and updates on the rows with an event only (a few per day): the counter-based
+            # streams give each row the same numbers as drawing for every row
+            i = event_rows
+            fn_i, ae_i = fn_now[i], ae_now[i]
+            n_fn[i] += fn_i
+            k_fn = keys[ModelStream.FEBRILE_NEUTROPENIA][i]
+            E_fn[i] = torch.where(fn_i, H_fn[i] + _exp_threshold(k_fn, 2 * n_fn[i]), E_fn[i])
+            u_fn_death = rng.uniform(k_fn, 2 * n_fn[i] + 1)
+            factor[i] = torch.where(fn_i.unsqueeze(1), factor[i] * fn_tab[reg[i]], factor[i])
+            fn_death = fn_i & (u_fn_death < tox["febrile_neutropenia_death_probability"])
+            fn_left[i] = torch.where(fn_i, event_days, fn_left[i])
             fn_any |= fn_now
-            n_ae = n_ae + ae_now
-            E_ae = torch.where(ae_now, H_ae + _exp_threshold(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae), E_ae)
-            u_grade, u_disc = rng.uniform_pair(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae + 1)
-            u_death = rng.uniform(keys[ModelStream.ADVERSE_EVENT], 3 * n_ae + 2)
-            grade4 = ae_now & (u_grade < tox["grade4_share_of_nonheme"])
+            n_ae[i] += ae_i
+            k_ae = keys[ModelStream.ADVERSE_EVENT][i]
+            E_ae[i] = torch.where(ae_i, H_ae[i] + _exp_threshold(k_ae, 3 * n_ae[i]), E_ae[i])
+            u_grade, u_disc = rng.uniform_pair(k_ae, 3 * n_ae[i] + 1)
+            u_death = rng.uniform(k_ae, 3 * n_ae[i] + 2)
+            grade4 = ae_i & (u_grade < tox["grade4_share_of_nonheme"])
             ae_death = grade4 & (u_death < tox["treatment_death_probability"])
-            on_tx = on_tx & ~(ae_now & (u_disc < tox["discontinue_probability"]))
-            nonheme_left = torch.where(ae_now, torch.full_like(nonheme_left, event_days), nonheme_left)
-            event_grade = torch.where(grade4, 4, torch.where(ae_now | fn_now, 3, 0))
-            worst = torch.maximum(worst, event_grade)
-            tdeath = fn_death | ae_death
+            on_tx[i] &= ~(ae_i & (u_disc < tox["discontinue_probability"]))
+            nonheme_left[i] = torch.where(ae_i, event_days, nonheme_left[i])
+            event_grade = torch.where(grade4, 4, 3)  # every row of i has an event
+            worst[i] = torch.maximum(worst[i], event_grade)
+            tdeath = torch.zeros_like(alive)
+            tdeath[i] = fn_death | ae_death
             tx_death |= tdeath
         else:
             tdeath = torch.zeros_like(alive)

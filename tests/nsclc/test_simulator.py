@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,11 +12,11 @@ import torch
 
 from oncobench.config import load_config
 from oncobench.nsclc import calibration, params as pm, policies
-from oncobench.nsclc.drugs import DRUG_NAMES
+from oncobench.nsclc.drugs import DRUG_CLASSES, DRUG_NAMES
 from oncobench.nsclc.latent import log_volume_to_sld, sld_to_log_volume
 from oncobench.nsclc.model import NsclcModel
 from oncobench.nsclc.regimens import expand
-from oncobench.nsclc.simulator import Assignment, Schedule, simulate
+from oncobench.nsclc.simulator import Assignment, Schedule, Start, simulate
 from oncobench.trials import runner
 from oncobench.trials.spec import shipped_specs
 
@@ -178,6 +179,38 @@ def test_bad_parameter_file_names_the_key(tmp_path):
     bad.write_text(text.replace("potency_per_day: ", "potency_per_dy: ", 1))
     with pytest.raises(ConfigError, match=r"p\.yaml: missing key 'drug_classes\.platinum\.potency_per_day'"):
         pm.load_parameters(bad)
+    value = re.search(r"post_progression_hazard_ratio: ([0-9.]+)", text).group(1)
+    bad.write_text(text.replace(f"post_progression_hazard_ratio: {value}", "post_progression_hazard_ratio: 0"))
+    with pytest.raises(ConfigError, match=r"'survival\.post_progression_hazard_ratio' must be > 0, got 0"):
+        pm.load_parameters(bad)
+
+
+@pytest.mark.parametrize("progressed", [False, True])
+def test_death_hazard_after_progression_is_multiplied_by_its_ratio(model, progressed):
+    """With the burden, ECOG and age links off the death hazard is constant: h before progression,
+    h x ratio after. Rows entering at progression (second line) on best supportive care, never
+    scanned, must die by day T with probability 1 - exp(-T h ratio) (exponential clock summed in
+    daily steps); the tolerance is 4 binomial standard errors."""
+    h, ratio, n, days = 0.004, 3.0, 20_000, 100
+    flat = pm.with_values(model.params, {
+        "survival.burden_per_log_volume": 0.0,
+        "survival.ecog_log_hazard": 0.0,
+        "survival.age_log_hazard_per_decade": 0.0,
+        "survival.baseline_per_day": h,
+        "survival.post_progression_hazard_ratio": ratio,
+    })
+    pop, lat = model.draw(torch.arange(n))
+    start = Start(
+        log_volume=sld_to_log_volume(lat.baseline_sld_mm),
+        class_exposure_days=torch.zeros((n, len(DRUG_CLASSES)), dtype=torch.float64),
+        progressed=progressed,
+    )
+    bsc = model.library.index("best_supportive_care")
+    a = Assignment(torch.full((n,), bsc, dtype=torch.int64), torch.full((n,), -1, dtype=torch.int64))
+    out = simulate(pop, lat, a, Schedule(days=days, scan_days=()), flat, model.library, seed=model.seed, start=start)
+    p = 1.0 - math.exp(-days * h * (ratio if progressed else 1.0))
+    died = float(out.os_event.double().mean())
+    assert abs(died - p) < 4.0 * math.sqrt(p * (1.0 - p) / n), (died, p)
 
 
 def test_friberg_day_on_moving_rows_matches_a_fine_solution():

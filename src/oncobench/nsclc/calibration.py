@@ -18,7 +18,8 @@ The procedure (``oncobench calibrate``), rerunnable and deterministic for a seed
    repeated ``passes`` times because OS depends on every block.
 
 Parameters are drug-class parameters, plus three natural-history numbers shared by every arm of
-every trial (growth of advanced disease, baseline death hazard, burden coefficient); nothing is
+every trial (growth of advanced disease, baseline death hazard, burden coefficient, death hazard
+ratio after progression); nothing is
 per trial. Classes without a calibration trial are tied to their nearest fitted class
 (:data:`TIES`), which is stated in the report.
 """
@@ -122,7 +123,7 @@ BLOCKS: tuple[Block, ...] = (
     ),
     Block(
         "survival",
-        ("survival.baseline_per_day", "survival.burden_per_log_volume"),
+        ("survival.baseline_per_day", "survival.burden_per_log_volume", "survival.post_progression_hazard_ratio"),
         (r"\.os_median\.", r"\.os_hr"),
         needs_os=True,
     ),

@@ -43,6 +43,7 @@ CALIBRATED_KEYS: tuple[str, ...] = (
     "tumour.advanced_growth_multiplier",
     "survival.baseline_per_day",
     "survival.burden_per_log_volume",
+    "survival.post_progression_hazard_ratio",
 )
 
 SHIPPED = "data/nsclc_model.yaml"
@@ -137,6 +138,9 @@ def check(raw: Mapping[str, Any], source: str) -> None:
         block = _need(raw["toxicity"], "febrile_neutropenia_per_day", "toxicity.", source)
         for g in ("grade3", "grade4"):
             _number(_need(block, g, f"{dotted}.", source), f"{dotted}.{g}", source)
+    hr = _need(raw["survival"], "post_progression_hazard_ratio", "survival.", source)
+    if _number(hr, "survival.post_progression_hazard_ratio", source) <= 0:
+        raise ConfigError(f"{source}: 'survival.post_progression_hazard_ratio' must be > 0, got {hr}")
     probs = _need(raw["pathway"], "next_line_probability", "pathway.", source)
     if not isinstance(probs, list) or len(probs) != 3:
         raise ConfigError(f"{source}: 'pathway.next_line_probability' must list 3 probabilities (lines 2, 3, 4+)")

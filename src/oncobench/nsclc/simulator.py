@@ -89,14 +89,18 @@ class Start:
         class_exposure_days: (rows, classes) days already spent on each drug class; acquired
             resistance carries over.
         line: line number of the study regimen.
+        progressed: the rows enter at progression on the prior line (second-line trials), so the
+            death hazard carries ``survival.post_progression_hazard_ratio`` from day 0; False for
+            rows entering without progression (consolidation after chemoradiation).
     """
 
     log_volume: torch.Tensor
     class_exposure_days: torch.Tensor
     line: int = 2
+    progressed: bool = False
 
     def take(self, index: torch.Tensor) -> "Start":
-        return Start(self.log_volume[index], self.class_exposure_days[index], self.line)
+        return Start(self.log_volume[index], self.class_exposure_days[index], self.line, self.progressed)
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,7 @@ def simulate(
         + surv["age_log_hazard_per_decade"] * (pop.age_years - 65.0) / 10.0
     )
     beta_b = surv["burden_per_log_volume"]
+    log_hr_progressed = math.log(surv["post_progression_hazard_ratio"])
     floor_logv = sld_to_log_volume(torch.tensor(0.1, dtype=f64))
     undetect = tumour["undetectable_sld_mm"]
     nl_rate = tumour["new_lesion_rate_per_day"]
@@ -407,7 +412,7 @@ def simulate(
     baseline_mm = _measure(logv, keys[ModelStream.SCAN], 0, meas, undetect)
     nadir_mm = baseline_mm.clone()
     last_code = torch.full((n,), SD, dtype=torch.int64, device=dev)
-    progressed_any = torch.zeros(n, dtype=torch.bool, device=dev)
+    progressed_any = torch.full((n,), start is not None and start.progressed, dtype=torch.bool, device=dev)
 
     # outcomes
     pfs_days = torch.full((n,), float(schedule.days), dtype=f64, device=dev)
@@ -601,7 +606,7 @@ def simulate(
         H_nl = H_nl + nl_rate * torch.exp(logv - line_base_logv) * alive
         new_lesion |= alive & (H_nl >= E_nl)
         # ---- death ------------------------------------------------------------------------------
-        h = torch.exp(base_log_h + beta_b * (logv - log_ref))
+        h = torch.exp(base_log_h + beta_b * (logv - log_ref) + log_hr_progressed * progressed_any)
         H_death = H_death + h * alive
         dies = alive & ((H_death >= E_death) | tdeath)
         # ---- outcomes of the day ------------------------------------------------------------------

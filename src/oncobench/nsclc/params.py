@@ -33,8 +33,9 @@ SECTIONS = (
 )
 CLASS_KEYS = ("potency_per_day", "sensitivity_log_sd", "resistance_per_day", "nonheme_grade3_per_day")
 
-# The keys `oncobench calibrate` fits: drug-class effects plus the three natural-history numbers
-# every arm shares (growth of advanced disease, the survival link). Never per trial.
+# The keys `oncobench calibrate` fits: drug-class effects plus the four natural-history numbers
+# every arm shares (growth of advanced disease, the survival link with its post-progression
+# hazard ratio). Never per trial.
 CALIBRATED_KEYS: tuple[str, ...] = (
     *(f"drug_classes.{c}.potency_per_day" for c in DRUG_CLASSES if c != "radiotherapy"),
     *(f"drug_classes.{c}.resistance_per_day" for c in DRUG_CLASSES if c != "radiotherapy"),

@@ -257,7 +257,7 @@ def test_load_spec_and_defaults(tmp_path):
 def test_scan_days():
     specs = shipped_specs()
     weeks = scan_days(specs["keynote189"], 60 * 7) / 7
-    assert weeks.tolist() == [6, 12, 18, 27, 36, 45, 54]
+    assert weeks.tolist() == [6, 12, 21, 30, 39, 48, 60]  # three phases: q6 to 12, q9 to 48, then q12
     weeks = scan_days(specs["flaura"], 110 * 7) / 7
     assert weeks[:3].tolist() == [6, 12, 18] and weeks[-3:].tolist() == [78, 90, 102]
     raw = _base_spec() | {"scans": [{"first_week": 9, "every_weeks": 6, "until_week": 21}, {"every_weeks": 12}]}

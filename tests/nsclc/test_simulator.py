@@ -183,6 +183,9 @@ def test_bad_parameter_file_names_the_key(tmp_path):
     bad.write_text(text.replace(f"post_progression_hazard_ratio: {value}", "post_progression_hazard_ratio: 0"))
     with pytest.raises(ConfigError, match=r"'survival\.post_progression_hazard_ratio' must be > 0, got 0"):
         pm.load_parameters(bad)
+    bad.write_text(text.replace("cytotoxic_kill_growth_exponent: 1.0", "cytotoxic_kill_growth_exponent: -1"))
+    with pytest.raises(ConfigError, match=r"'tumour\.cytotoxic_kill_growth_exponent' must be a number >= 0.0, got -1"):
+        pm.load_parameters(bad)
 
 
 @pytest.mark.parametrize("progressed", [False, True])
@@ -211,6 +214,37 @@ def test_death_hazard_after_progression_is_multiplied_by_its_ratio(model, progre
     p = 1.0 - math.exp(-days * h * (ratio if progressed else 1.0))
     died = float(out.os_event.double().mean())
     assert abs(died - p) < 4.0 * math.sqrt(p * (1.0 - p) / n), (died, p)
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_cytotoxic_kill_scales_with_growth_rate_by_norton_simon(model, power):
+    """Norton-Simon: the daily log-volume step is g - (g / g_ref)^p x K, with K the kill a tumour
+    growing at g_ref receives. The same patients at g_ref and at 2 g_ref, on the same cytotoxic
+    doublet and never scanned (no progression, so the same doses and exposures), must satisfy
+    delta_2(t) = 2 g_ref t - 2^p (g_ref t - delta_1(t)) exactly, delta = log V(t) - log V(0)."""
+    quiet = pm.with_values(model.params, {"tumour.cytotoxic_kill_growth_exponent": power})
+    g_ref = model.params.get("tumour.growth_rate_per_day.adenocarcinoma") * model.params.get(
+        "tumour.advanced_growth_multiplier")
+    pop, lat = model.draw(torch.arange(300))
+    days = 90
+    deltas = []
+    for g in (g_ref, 2.0 * g_ref):
+        lat_g = dataclasses.replace(lat, growth_rate_per_day=torch.full_like(lat.growth_rate_per_day, g))
+        n = len(pop)
+        a = Assignment(torch.full((n,), model.library.index("carboplatin_pemetrexed"), dtype=torch.int64),
+                       torch.full((n,), -1, dtype=torch.int64))
+        out = simulate(pop, lat_g, a, Schedule(days=days, scan_days=(), record=True), quiet, model.library, seed=model.seed)
+        assert not bool(out.pfs_event[out.record.alive.all(0)].any())
+        logv = sld_to_log_volume(out.record.sld_true_mm)
+        deltas.append((logv - logv[0], out.record.alive.all(0)))
+    (d1, alive1), (d2, alive2) = deltas
+    both = alive1 & alive2
+    assert int(both.sum()) > 200
+    t = torch.arange(days, dtype=torch.float64)[:, None]
+    expected = 2.0 * g_ref * t - 2.0**power * (g_ref * t - d1)
+    assert torch.allclose(d2[:, both], expected[:, both], rtol=0.0, atol=1e-9)
+    # the doublet kills: the comparison is not between two untreated courses
+    assert float((g_ref * t - d1)[-1, both].min()) > 0.05
 
 
 def test_friberg_day_on_moving_rows_matches_a_fine_solution():

@@ -102,6 +102,7 @@ def check(raw: Mapping[str, Any], source: str) -> None:
     for dotted in (
         "tumour.advanced_growth_multiplier",
         "tumour.growth_rate_log_sd",
+        "tumour.cytotoxic_kill_growth_exponent",
         "tumour.baseline_sld_log_sd",
         "tumour.new_lesion_rate_per_day",
         "tumour.undetectable_sld_mm",

@@ -18,11 +18,10 @@ import torch
 
 from oncobench import rng
 from oncobench.nsclc import population as popmod
-from oncobench.nsclc.drugs import DRUGS
+from oncobench.nsclc.drugs import CYTOTOXIC_CLASSES, DRUGS
 from oncobench.nsclc.latent import ModelStream
 from oncobench.nsclc.regimens import RegimenLibrary
 
-CYTOTOXIC_CLASSES = ("platinum", "antifolate", "taxane", "nucleoside")
 EGFR_CLASSES = ("egfr_tki_1g", "egfr_tki_3g")
 ALK_CLASSES = ("alk_tki_1g", "alk_tki_2g")
 

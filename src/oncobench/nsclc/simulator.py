@@ -27,6 +27,7 @@ from oncobench import rng
 from oncobench.nsclc import economics, pkpd, recist, toxicity
 from oncobench.nsclc import population as popmod
 from oncobench.nsclc.drugs import (
+    CYTOTOXIC_CLASSES,
     DRUG_CLASSES,
     DRUG_NAMES,
     DRUGS,
@@ -357,6 +358,15 @@ def simulate(
     decay_row = torch.exp(-k_row)
     mean_factor = (1.0 - decay_row) / k_row  # mean amount over a day = (a + dose) * this
     potency_row = (lat.sensitivity * T.potency)[:, used_k]  # (rows, used classes)
+    # Norton-Simon: a cytotoxic class kills in proportion to the tumour's own growth rate (to the
+    # power `cytotoxic_kill_growth_exponent`), relative to the median advanced adenocarcinoma,
+    # whose kill is the class potency.
+    ns_power = tumour["cytotoxic_kill_growth_exponent"]
+    cyto = torch.tensor([DRUG_CLASSES[k] in CYTOTOXIC_CLASSES for k in used_k], device=dev)
+    if ns_power != 0.0 and bool(cyto.any()):
+        g_ref = tumour["growth_rate_per_day"]["adenocarcinoma"] * tumour["advanced_growth_multiplier"]
+        ns_factor = (lat.growth_rate_per_day / g_ref) ** ns_power
+        potency_row = torch.where(cyto, potency_row * ns_factor[:, None], potency_row)
     res_decay = torch.exp(-T.resistance[used_k])
     growth = lat.growth_rate_per_day
     log_ref = sld_to_log_volume(torch.tensor(surv["reference_sld_mm"], dtype=f64))

@@ -183,7 +183,8 @@ def test_bad_parameter_file_names_the_key(tmp_path):
     bad.write_text(text.replace(f"post_progression_hazard_ratio: {value}", "post_progression_hazard_ratio: 0"))
     with pytest.raises(ConfigError, match=r"'survival\.post_progression_hazard_ratio' must be > 0, got 0"):
         pm.load_parameters(bad)
-    bad.write_text(text.replace("cytotoxic_kill_growth_exponent: 1.0", "cytotoxic_kill_growth_exponent: -1"))
+    value = re.search(r"cytotoxic_kill_growth_exponent: ([0-9.]+)", text).group(1)
+    bad.write_text(text.replace(f"cytotoxic_kill_growth_exponent: {value}", "cytotoxic_kill_growth_exponent: -1"))
     with pytest.raises(ConfigError, match=r"'tumour\.cytotoxic_kill_growth_exponent' must be a number >= 0.0, got -1"):
         pm.load_parameters(bad)
 

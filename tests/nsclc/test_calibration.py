@@ -99,3 +99,25 @@ def test_shipped_calibration_reproduces_its_four_trials():
     assert int(hits.sum()) >= 33 and len(hits) == 38
     pfs_hr = now[(now.endpoint == "pfs") & (now.statistic == "hr")]
     assert pfs_hr.within_target.astype(bool).all()  # every PFS hazard ratio inside its published 95% CI
+
+
+def test_norton_simon_variant_differs_from_the_default_only_in_fitted_keys():
+    """docs/nsclc_model_norton_simon.yaml is the default with the Norton-Simon exponent on and the
+    calibrated keys refitted: every other value must equal the shipped default's."""
+
+    def leaves(node, prefix=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}{k}.")
+        else:
+            yield prefix[:-1], node
+
+    variant = pm.load_parameters(CALIBRATION_REPORT.parent / "nsclc_model_norton_simon.yaml")
+    default = pm.load_parameters()
+    assert default.get("tumour.cytotoxic_kill_growth_exponent") == 0.0
+    assert variant.get("tumour.cytotoxic_kill_growth_exponent") == 1.0
+    fitted = set(pm.CALIBRATED_KEYS) | {"tumour.cytotoxic_kill_growth_exponent"}
+    a, b = dict(leaves(default.raw)), dict(leaves(variant.raw))
+    assert a.keys() == b.keys()
+    differ = {k for k in a if a[k] != b[k]}
+    assert differ <= fitted and "tumour.cytotoxic_kill_growth_exponent" in differ

@@ -104,20 +104,14 @@ def test_shipped_calibration_reproduces_its_four_trials():
 def test_norton_simon_variant_differs_from_the_default_only_in_fitted_keys():
     """docs/nsclc_model_norton_simon.yaml is the default with the Norton-Simon exponent on and the
     calibrated keys refitted: every other value must equal the shipped default's."""
-
-    def leaves(node, prefix=""):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                yield from leaves(v, f"{prefix}{k}.")
-        else:
-            yield prefix[:-1], node
+    from oncobench.tracking import flatten
 
     variant = pm.load_parameters(CALIBRATION_REPORT.parent / "nsclc_model_norton_simon.yaml")
     default = pm.load_parameters()
     assert default.get("tumour.cytotoxic_kill_growth_exponent") == 0.0
     assert variant.get("tumour.cytotoxic_kill_growth_exponent") == 1.0
     fitted = set(pm.CALIBRATED_KEYS) | {"tumour.cytotoxic_kill_growth_exponent"}
-    a, b = dict(leaves(default.raw)), dict(leaves(variant.raw))
+    a, b = flatten(default.raw), flatten(variant.raw)
     assert a.keys() == b.keys()
     differ = {k for k in a if a[k] != b[k]}
     assert differ <= fitted and "tumour.cytotoxic_kill_growth_exponent" in differ

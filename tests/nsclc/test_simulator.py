@@ -28,12 +28,12 @@ def model() -> NsclcModel:
     return NsclcModel.from_config(load_config(overrides={"seed": 5, "nsclc": {"horizon_days": 200}}))
 
 
-def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, library=None, record=True):
+def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, library=None, record=True, scan_days=None):
     lib = library or m.library
     n = len(pop)
     a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), -1, dtype=torch.int64))
-    return simulate(pop, lat, a, Schedule(days=days, scan_days=tuple(range(42, days, 42)), record=record),
-                    params or m.params, lib, seed=m.seed)
+    scans = tuple(range(42, days, 42)) if scan_days is None else scan_days
+    return simulate(pop, lat, a, Schedule(days=days, scan_days=scans, record=record), params or m.params, lib, seed=m.seed)
 
 
 def test_doses_follow_the_event_table_when_nothing_intervenes(model):
@@ -231,10 +231,7 @@ def test_cytotoxic_kill_scales_with_growth_rate_by_norton_simon(model, power):
     deltas = []
     for g in (g_ref, 2.0 * g_ref):
         lat_g = dataclasses.replace(lat, growth_rate_per_day=torch.full_like(lat.growth_rate_per_day, g))
-        n = len(pop)
-        a = Assignment(torch.full((n,), model.library.index("carboplatin_pemetrexed"), dtype=torch.int64),
-                       torch.full((n,), -1, dtype=torch.int64))
-        out = simulate(pop, lat_g, a, Schedule(days=days, scan_days=(), record=True), quiet, model.library, seed=model.seed)
+        out = _run(model, pop, lat_g, "carboplatin_pemetrexed", days, params=quiet, scan_days=())
         assert not bool(out.pfs_event[out.record.alive.all(0)].any())
         logv = sld_to_log_volume(out.record.sld_true_mm)
         deltas.append((logv - logv[0], out.record.alive.all(0)))

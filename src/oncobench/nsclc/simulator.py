@@ -362,8 +362,8 @@ def simulate(
     # power `cytotoxic_kill_growth_exponent`), relative to the median advanced adenocarcinoma,
     # whose kill is the class potency.
     ns_power = tumour["cytotoxic_kill_growth_exponent"]
-    cyto = torch.tensor([DRUG_CLASSES[k] in CYTOTOXIC_CLASSES for k in used_k], device=dev)
-    if ns_power != 0.0 and bool(cyto.any()):
+    if ns_power != 0.0:
+        cyto = torch.tensor([DRUG_CLASSES[k] in CYTOTOXIC_CLASSES for k in used_k], device=dev)
         g_ref = tumour["growth_rate_per_day"]["adenocarcinoma"] * tumour["advanced_growth_multiplier"]
         ns_factor = (lat.growth_rate_per_day / g_ref) ** ns_power
         potency_row = torch.where(cyto, potency_row * ns_factor[:, None], potency_row)

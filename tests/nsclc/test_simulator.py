@@ -245,6 +245,18 @@ def test_cytotoxic_kill_scales_with_growth_rate_by_norton_simon(model, power):
     assert float((g_ref * t - d1)[-1, both].min()) > 0.05
 
 
+def test_norton_simon_runs_a_batch_that_is_given_no_drug(model):
+    """Best supportive care alone uses no drug class; with the Norton-Simon exponent on, the
+    class mask is empty and must still be boolean (regression: the verify stage's
+    natural-history check crashed), and the course equals the exponent-0 one."""
+    pop, lat = model.draw(torch.arange(50))
+    courses = []
+    for power in (0.0, 1.0):
+        params = pm.with_values(model.params, {"tumour.cytotoxic_kill_growth_exponent": power})
+        courses.append(_run(model, pop, lat, "best_supportive_care", 60, params=params, scan_days=()).record.sld_true_mm)
+    torch.testing.assert_close(courses[0], courses[1], rtol=0.0, atol=0.0, equal_nan=True)  # NaN after death
+
+
 def test_friberg_day_on_moving_rows_matches_a_fine_solution():
     """The simulator's daily Friberg step (steady rows skipped, more substeps for strong effects)
     against 32 RK4 substeps per day for every row, over single pulses up to the largest effect."""

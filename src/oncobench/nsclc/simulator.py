@@ -363,7 +363,7 @@ def simulate(
     # whose kill is the class potency.
     ns_power = tumour["cytotoxic_kill_growth_exponent"]
     if ns_power != 0.0:
-        cyto = torch.tensor([DRUG_CLASSES[k] in CYTOTOXIC_CLASSES for k in used_k], device=dev)
+        cyto = torch.tensor([DRUG_CLASSES[k] in CYTOTOXIC_CLASSES for k in used_k], dtype=torch.bool, device=dev)
         g_ref = tumour["growth_rate_per_day"]["adenocarcinoma"] * tumour["advanced_growth_multiplier"]
         ns_factor = (lat.growth_rate_per_day / g_ref) ** ns_power
         potency_row = torch.where(cyto, potency_row * ns_factor[:, None], potency_row)

@@ -38,7 +38,7 @@ class NpeSettings:
     stop_after_epochs: int = 10
     max_epochs: int = 200
     restarts: int = 2
-    ensemble_tolerance: float = 0.1  # nats of validation loss per observation
+    ensemble_tolerance: float = 0.5  # nats of validation loss per observation
 
 
 class _MemoryTracker:
@@ -159,7 +159,10 @@ def train(theta: torch.Tensor, x: torch.Tensor, settings: NpeSettings, *, seed: 
     mixture: an ensemble counters NPE's over-confidence at small budgets (Hermans et al. 2022),
     and the tolerance drops a fit that settled in a poor optimum (measured on the toy problem of
     ``tests/inverse``: one seed in three gave a slope contraction of 0.07 against 0.84, with
-    validation loss 0.58 against -0.12).
+    validation loss 0.58 against -0.12, 0.7 nats apart). On the NSCLC model with Norton-Simon
+    kill, restarts land 0.1-0.25 nats apart; a tolerance of 0.1 kept one fit, whose posterior
+    for the baseline burden was over-confident (SBC z-score SD 1.20, KS p 6e-4, failing the
+    gate), and the two-fit mixture at 0.5 passed every calibration check (benchmarks/RESULTS.md).
 
     Raises:
         ValueError: if theta or x hold non-finite values (sbi would drop those rows silently).

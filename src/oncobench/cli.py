@@ -568,7 +568,8 @@ def _calibration_report(args: argparse.Namespace, cfg: Config) -> None:
         f"Parameters `{params.source}`; seed {cfg.seed}; {args.replicates} replicates of each trial at its published "
         f"sample size, accrual and data cut-offs; {time.time() - started:.0f} s. Regenerate with "
         f"`oncobench calibration-report {f'--parameters {args.parameters} ' if args.parameters else ''}"
-        f"--replicates {args.replicates} --out {args.out} --out-table {args.out_table}`.\n"
+        f"--replicates {args.replicates}{f' --fit-log {args.fit_log}' if args.fit_log else ''} "
+        f"--out {args.out} --out-table {args.out_table}`.\n"
     )
     md.append(
         "Targets: hazard ratio (geometric mean over replicates) inside the published 95% CI; median within 15% of "

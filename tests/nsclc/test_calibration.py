@@ -117,3 +117,27 @@ def test_earlier_default_differs_from_the_shipped_one_only_in_fitted_keys():
     differ = {k for k in a if a[k] != b[k]}
     assert differ <= fitted and "tumour.cytotoxic_kill_growth_exponent" in differ
 
+
+
+def test_calibration_report_command_writes_the_report_the_table_and_its_own_command(tmp_path):
+    """`oncobench calibration-report` (one replicate): a section per shipped trial, the fit log
+    quoted, a regenerate line that repeats every option given, and a TrialSummary table whose
+    calibration rows are the four calibration trials' endpoints."""
+    from oncobench import io, schemas
+    from oncobench.cli import main
+
+    fit_log = tmp_path / "fit.log"
+    fit_log.write_text("block chemotherapy: cost 2.00 -> 1.00\n")
+    out, table = tmp_path / "report.md", tmp_path / "report.parquet"
+    parameters = CALIBRATION_REPORT.parent / "nsclc_model_fit5.yaml"
+    args = ["--parameters", str(parameters), "--replicates", "1", "--fit-log", str(fit_log), "--out", str(out), "--out-table", str(table)]
+    assert main(["calibration-report", *args]) == 0
+    text = out.read_text()
+    assert f"`oncobench calibration-report {' '.join(args)}`" in text
+    assert "block chemotherapy: cost 2.00 -> 1.00" in text
+    specs = shipped_specs()
+    assert all(f"## {name} (" in text for name in specs)
+    summary = io.read_table(table, schemas.TrialSummary)
+    assert set(summary.trial) == set(specs)
+    assert set(summary[summary.calibration].trial) == {n for n, s in specs.items() if s.calibration}
+    assert (summary.replicates == 1).all()

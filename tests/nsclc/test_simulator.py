@@ -257,6 +257,39 @@ def test_norton_simon_runs_a_batch_that_is_given_no_drug(model):
     torch.testing.assert_close(courses[0], courses[1], rtol=0.0, atol=0.0, equal_nan=True)  # NaN after death
 
 
+def test_chemoradiation_kills_by_the_linear_quadratic_model_only(model):
+    """The same patients on chemoradiation with and without its radiotherapy (the library's
+    thoracic RT doses zeroed), never scanned and with no toxicity stops or deaths from
+    treatment: the difference in log volume is the LQ log-kill of the fractions given,
+    potency x (alpha d + alpha / beta d^2) each, exactly (regression: radiotherapy also killed
+    through the drug-class term, 1 log per fraction day, eradicating stage III disease)."""
+    quiet = pm.with_values(model.params, {
+        "toxicity.discontinue_probability": 0.0,
+        "toxicity.febrile_neutropenia_death_probability": 0.0,
+        "toxicity.treatment_death_probability": 0.0,
+        "tumour.new_lesion_rate_per_day": 0.0,
+    })
+    lib = model.library
+    rt = DRUG_NAMES.index("thoracic_rt")
+    dose = lib.dose.clone()
+    dose[lib.index("chemoradiation"), ..., rt] = 0.0
+    no_rt = dataclasses.replace(lib, dose=dose)
+    pop, lat = model.draw(torch.arange(300))
+    days = 60
+    with_rt = _run(model, pop, lat, "chemoradiation", days, params=quiet, scan_days=())
+    without = _run(model, pop, lat, "chemoradiation", days, params=quiet, library=no_rt, scan_days=())
+    both = with_rt.record.alive.all(0) & without.record.alive.all(0)
+    assert int(both.sum()) > 250
+    fractions = ((with_rt.record.drugs_given.to(torch.int64) >> rt) & 1).sum(0).to(torch.float64)
+    assert int(fractions[both].min()) >= 25  # most of the 30 fractions, whatever the holds
+    alpha, d = lat.radio_alpha_per_gy, 2.0
+    lq = quiet.drug_class("radiotherapy")["potency_per_day"] * (alpha * d + alpha / quiet.get("radiotherapy.alpha_beta_gy") * d * d)
+    delta = sld_to_log_volume(without.record.sld_true_mm[-1]) - sld_to_log_volume(with_rt.record.sld_true_mm[-1])
+    assert torch.allclose(delta[both], (fractions * lq)[both], rtol=0.0, atol=1e-9)
+    # a stage III tumour is not eradicated by 60 Gy: the median diameter sum keeps over a tenth
+    assert float((with_rt.record.sld_true_mm[-1][both] / lat.baseline_sld_mm[both]).median()) > 0.1
+
+
 def test_friberg_day_on_moving_rows_matches_a_fine_solution():
     """The simulator's daily Friberg step (steady rows skipped, more substeps for strong effects)
     against 32 RK4 substeps per day for every row, over single pulses up to the largest effect."""

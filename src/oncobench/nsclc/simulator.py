@@ -367,6 +367,10 @@ def simulate(
         g_ref = tumour["growth_rate_per_day"]["adenocarcinoma"] * tumour["advanced_growth_multiplier"]
         ns_factor = (lat.growth_rate_per_day / g_ref) ** ns_power
         potency_row = torch.where(cyto, potency_row * ns_factor[:, None], potency_row)
+    if rt_k is not None:
+        # radiotherapy kills through the daily linear-quadratic term only; its class intensity
+        # marks fraction days (adverse events, days on the class), not a drug log-kill
+        potency_row[:, rt_k] = 0.0
     res_decay = torch.exp(-T.resistance[used_k])
     growth = lat.growth_rate_per_day
     log_ref = sld_to_log_volume(torch.tensor(surv["reference_sld_mm"], dtype=f64))

@@ -215,7 +215,7 @@ def test_cohort_fixture_has_contract_columns():
 
 def test_shipped_specs_load_and_select_patients():
     specs = shipped_specs()
-    assert set(specs) == {"keynote024", "keynote189", "flaura", "alex", "keynote010", "keynote407"}
+    assert set(specs) == {"keynote024", "keynote189", "flaura", "alex", "keynote010", "keynote407", "pacific"}
     assert {n for n, s in specs.items() if s.calibration} == {"keynote024", "keynote189", "flaura", "alex"}
     cohort = _cohort()
     expected = {
@@ -225,6 +225,7 @@ def test_shipped_specs_load_and_select_patients():
         "alex": [False, False, False, False, False, True],
         "keynote010": [True, True, False, False, False, False],
         "keynote407": [False, True, False, False, False, False],
+        "pacific": [False, False, False, False, True, False],
     }
     for name, spec in specs.items():
         mask = eligible(spec, cohort)
@@ -242,6 +243,9 @@ def test_shipped_specs_load_and_select_patients():
     assert specs["keynote010"].line.after_regimen == "carboplatin_pemetrexed"
     assert specs["keynote024"].crossover_from("chemotherapy") == {"pembrolizumab": 0.63}
     assert specs["keynote407"].arm_sizes() == {"pembrolizumab_chemotherapy": 280, "placebo_chemotherapy": 279}
+    assert specs["pacific"].arm_sizes() == {"durvalumab": 475, "placebo": 238}
+    assert specs["pacific"].line.at == "completion_without_progression"
+    assert specs["pacific"].cutoff_months("os") > specs["pacific"].cutoff_months("pfs")
 
 
 def test_load_spec_and_defaults(tmp_path):

@@ -8,10 +8,9 @@ Each argument is a JSON object of ``npe.NpeSettings`` fields that replace the co
 NSCLC model). Every row trains on the first ``n`` of the same simulations and is judged on the
 same held-out ones, with the keys and seed of the verify job (``stage.TRAIN_KEY``,
 ``stage.TEST_KEY``, ``cfg.seed``), so a row differs from the verify job's calibration checks only
-by the settings. It prints the failed checks and, per
-parameter, contraction, z-score mean and SD, R² and the SBC KS p-value. The simulations are made
-once per invocation (about a minute for 22,000 NSCLC patients), so give every setting to compare
-in one call. Not a timing benchmark: training seconds are printed for orientation only.
+by the settings. It prints the failed checks and, per parameter, contraction, z-score mean and
+SD, R² and the SBC KS p-value. The simulations are made once per invocation (about a minute for
+22,000 NSCLC patients), so give every setting to compare in one call. Not a timing benchmark: training seconds are printed for orientation only.
 """
 
 from __future__ import annotations
@@ -25,9 +24,8 @@ import torch
 
 from oncobench.config import load_config
 from oncobench.inverse import diagnostics as dg
-from oncobench.inverse import npe, stage
+from oncobench.inverse import npe, problem_for, stage
 from oncobench.inverse.checks import failed
-from oncobench.inverse import problem_for
 
 
 def main() -> None:
@@ -45,16 +43,15 @@ def main() -> None:
     most = max(int(f.get("n", budget)) for f in specs)
     train = problem.simulate(most, key=stage.TRAIN_KEY)  # the first n of these are the n-patient set
     test = problem.simulate(cfg.verify.test_patients, key=stage.TEST_KEY)
-    sims = {"theta": train.theta, "x": train.x, "test_theta": test.theta, "test_x": test.x}
     th = stage.thresholds(cfg)
     for spec, fields in zip(args.settings, specs):
         n = int(fields.pop("n", budget))
         settings = dataclasses.replace(stage.npe_settings(cfg), **fields)
         t = time.perf_counter()
-        post = npe.train(sims["theta"][:n], sims["x"][:n], settings, seed=cfg.seed)
+        post = npe.train(train.theta[:n], train.x[:n], settings, seed=cfg.seed)
         seconds = time.perf_counter() - t
         cal = dg.calibrate(
-            post, sims["test_theta"], sims["test_x"], sims["theta"][:n], problem.parameters, problem.identifiable, th,
+            post, test.theta, test.x, train.theta[:n], problem.parameters, problem.identifiable, th,
             n_samples=cfg.verify.posterior_samples, seed=cfg.seed,
         )
         bad = failed(cal.checks)

@@ -118,7 +118,6 @@ def test_earlier_default_differs_from_the_shipped_one_only_in_fitted_keys():
     assert differ <= fitted and "tumour.cytotoxic_kill_growth_exponent" in differ
 
 
-
 def test_calibration_report_command_writes_the_report_the_table_and_its_own_command(tmp_path):
     """`oncobench calibration-report` (one replicate): a section per shipped trial, the fit log
     quoted, a regenerate line that repeats every option given, and a TrialSummary table whose

@@ -36,14 +36,20 @@ def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, libra
     return simulate(pop, lat, a, Schedule(days=days, scan_days=scans, record=record), params or m.params, lib, seed=m.seed)
 
 
-def test_doses_follow_the_event_table_when_nothing_intervenes(model):
-    """With no holds, reductions, toxicity stops or progression, the simulator gives exactly expand()'s doses."""
-    quiet = pm.with_values(model.params, {
+def _without_stops(params):
+    """``params`` with no treatment discontinuation, no deaths from treatment and no new lesions:
+    a course then ends only by the regimen's own schedule (or a death from disease)."""
+    return pm.with_values(params, {
         "toxicity.discontinue_probability": 0.0,
         "toxicity.febrile_neutropenia_death_probability": 0.0,
         "toxicity.treatment_death_probability": 0.0,
         "tumour.new_lesion_rate_per_day": 0.0,
     })
+
+
+def test_doses_follow_the_event_table_when_nothing_intervenes(model):
+    """With no holds, reductions, toxicity stops or progression, the simulator gives exactly expand()'s doses."""
+    quiet = _without_stops(model.params)
     lib = dataclasses.replace(model.library, hold_anc_below_1e9_per_l=torch.zeros_like(model.library.hold_anc_below_1e9_per_l))
     pop, lat = model.draw(torch.arange(40))
     # very sensitive tumours do not progress within the window
@@ -263,12 +269,7 @@ def test_chemoradiation_kills_by_the_linear_quadratic_model_only(model):
     treatment: the difference in log volume is the LQ log-kill of the fractions given,
     potency x (alpha d + alpha / beta d^2) each, exactly (regression: radiotherapy also killed
     through the drug-class term, 1 log per fraction day, eradicating stage III disease)."""
-    quiet = pm.with_values(model.params, {
-        "toxicity.discontinue_probability": 0.0,
-        "toxicity.febrile_neutropenia_death_probability": 0.0,
-        "toxicity.treatment_death_probability": 0.0,
-        "tumour.new_lesion_rate_per_day": 0.0,
-    })
+    quiet = _without_stops(model.params)
     lib = model.library
     rt = DRUG_NAMES.index("thoracic_rt")
     dose = lib.dose.clone()

@@ -242,6 +242,8 @@ class NsclcCohort(PatientKey):
     latent_growth_rate_per_day: Series[float] = pa.Field(gt=0)
     latent_baseline_sld_mm: Series[float] = pa.Field(ge=10)
     latent_immune_responder: Series[bool]
+    latent_immune_responder_with_chemotherapy: Series[bool]
+    latent_immune_responder_after_progression: Series[bool]
     latent_radio_alpha_per_gy: Series[float] = pa.Field(gt=0)
     latent_anc_baseline_1e9_per_l: Series[float] = pa.Field(gt=0)
     latent_sensitivity_platinum: Series[float] = pa.Field(ge=0)

@@ -13,7 +13,8 @@ import torch
 from oncobench.config import load_config
 from oncobench.nsclc import calibration, params as pm, policies
 from oncobench.nsclc.drugs import DRUG_CLASSES, DRUG_NAMES
-from oncobench.nsclc.latent import log_volume_to_sld, sld_to_log_volume
+from oncobench.nsclc import population as popmod
+from oncobench.nsclc.latent import IMMUNE_CONTEXTS, draw_latent, log_volume_to_sld, sld_to_log_volume
 from oncobench.nsclc.model import NsclcModel
 from oncobench.nsclc.regimens import expand
 from oncobench.nsclc.simulator import Assignment, Schedule, Start, simulate
@@ -153,7 +154,8 @@ def test_calibrated_values_round_trip_through_the_yaml_text():
 
     text = resources.files("oncobench").joinpath(pm.SHIPPED).read_text()
     values = {"drug_classes.platinum.potency_per_day": 0.0123, "survival.baseline_per_day": 0.00077,
-              "tumour.advanced_growth_multiplier": 3.3, "immunotherapy.responder_scale": 1.7}
+              "tumour.advanced_growth_multiplier": 3.3, "immunotherapy.responder_scale": 1.7,
+              "immunotherapy.responder_factor.after_progression": 0.7}
     new = calibration.write_values(text, values)
     import yaml
 
@@ -289,6 +291,87 @@ def test_chemoradiation_kills_by_the_linear_quadratic_model_only(model):
     assert torch.allclose(delta[both], (fractions * lq)[both], rtol=0.0, atol=1e-9)
     # a stage III tumour is not eradicated by 60 Gy: the median diameter sum keeps over a tenth
     assert float((with_rt.record.sld_true_mm[-1][both] / lat.baseline_sld_mm[both]).median()) > 0.1
+
+
+def _with_factors(params, with_chemotherapy: float, after_progression: float):
+    return pm.with_values(params, {
+        "immunotherapy.responder_factor.with_chemotherapy": with_chemotherapy,
+        "immunotherapy.responder_factor.after_progression": after_progression,
+    })
+
+
+def test_immune_contexts_are_nested_and_follow_their_factors(model):
+    """The responder share of each context is p(PD-L1 group) x responder_scale x the context's
+    factors, capped at 1, from one uniform draw per patient: a context with a larger probability
+    responds in a superset of the patients. Tolerance: 4 binomial standard errors per group."""
+    chemo, progressed = 1.3, 0.4
+    factor = {"monotherapy": 1.0, "with_chemotherapy": chemo, "monotherapy_after_progression": progressed,
+              "with_chemotherapy_after_progression": chemo * progressed}
+    n = 40_000
+    pop, _ = model.draw(torch.arange(n))
+    lat = draw_latent(model.seed, pop, _with_factors(model.params, chemo, progressed))
+    io = model.params.section("immunotherapy")
+    resp = lat.immune_context_responder
+    assert torch.equal(lat.immune_responder, resp[:, 0])
+    for g, name in enumerate(popmod.PDL1_GROUPS):
+        rows = pop.pdl1_group == g
+        for c, context in enumerate(IMMUNE_CONTEXTS):
+            p = min(1.0, io["responder_probability"][name] * io["responder_scale"] * factor[context])
+            share = float(resp[rows, c].double().mean())
+            se = math.sqrt(max(p * (1 - p), 1e-12) / int(rows.sum()))
+            assert abs(share - p) <= 4 * se + 1e-12, (name, context, share, p)
+    order = sorted(range(len(IMMUNE_CONTEXTS)), key=lambda c: factor[IMMUNE_CONTEXTS[c]])
+    for smaller, larger in zip(order, order[1:]):
+        assert not bool((resp[:, smaller] & ~resp[:, larger]).any())
+    same = draw_latent(model.seed, pop, model.params).immune_context_responder  # shipped factors
+    if model.params.get("immunotherapy.responder_factor.with_chemotherapy") == 1.0:
+        assert torch.equal(same[:, 1], same[:, 0])
+
+
+def _course(model, params, pop, lat, regimen: str, *, crossover: str | None = None, start: Start | None = None):
+    n = len(pop)
+    lib = model.library
+    cross = -1 if crossover is None else lib.index(crossover)
+    a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), cross, dtype=torch.int64))
+    days = 300
+    out = simulate(pop, lat, a, Schedule(days=days, scan_days=tuple(range(42, days, 42)), record=True), params,
+                   lib, seed=model.seed, start=start)
+    return out.record.sld_true_mm.nan_to_num(-1.0)  # NaN after death
+
+
+def test_immunotherapy_acts_only_where_the_line_context_responds(model):
+    """A context factor of 0 closes the immune gate in its context only. There the course is
+    exactly the course with PD-(L)1 potency 0 (adverse events follow exposure, not potency);
+    in the other contexts it is exactly the shipped course. Without the gate the two differ.
+    The antibody still circulating after a line ends acts in the context it was given in (the
+    pathway after pembrolizumab with chemotherapy gives none in another context)."""
+    pop, lat = model.draw(torch.arange(400))
+    no_io = pm.with_values(model.params, {"drug_classes.anti_pd1.potency_per_day": 0.0})
+    shipped = _with_factors(model.params, 1.0, 1.0)
+    lat = draw_latent(model.seed, pop, shipped)
+    no_chemo_context = _with_factors(model.params, 0.0, 1.0)
+    lat_c = draw_latent(model.seed, pop, no_chemo_context)
+    combo = "pembrolizumab_carboplatin_pemetrexed"
+    assert torch.equal(_course(model, no_chemo_context, pop, lat_c, combo), _course(model, no_io, pop, lat, combo))
+    assert not torch.equal(_course(model, shipped, pop, lat, combo), _course(model, no_io, pop, lat, combo))
+    assert torch.equal(_course(model, no_chemo_context, pop, lat_c, "pembrolizumab"), _course(model, shipped, pop, lat, "pembrolizumab"))
+
+    # after progression: crossover from chemotherapy to pembrolizumab, and second-line entrants
+    no_later = _with_factors(model.params, 1.0, 0.0)
+    lat_p = draw_latent(model.seed, pop, no_later)
+    chemo = "carboplatin_pemetrexed"
+    crossed = {"crossover": "pembrolizumab"}
+    assert torch.equal(_course(model, no_later, pop, lat_p, chemo, **crossed), _course(model, no_io, pop, lat, chemo, **crossed))
+    assert not torch.equal(_course(model, shipped, pop, lat, chemo, **crossed), _course(model, no_io, pop, lat, chemo, **crossed))
+    entrants = Start(
+        log_volume=sld_to_log_volume(lat.baseline_sld_mm),
+        class_exposure_days=torch.zeros((len(pop), len(DRUG_CLASSES)), dtype=torch.float64),
+        progressed=True,
+    )
+    second = {"start": entrants}
+    assert torch.equal(_course(model, no_later, pop, lat_p, "pembrolizumab", **second), _course(model, no_io, pop, lat, "pembrolizumab", **second))
+    assert not torch.equal(_course(model, shipped, pop, lat, "pembrolizumab", **second), _course(model, no_io, pop, lat, "pembrolizumab", **second))
+    assert torch.equal(_course(model, no_later, pop, lat_p, "pembrolizumab"), _course(model, shipped, pop, lat, "pembrolizumab"))
 
 
 def test_friberg_day_on_moving_rows_matches_a_fine_solution():

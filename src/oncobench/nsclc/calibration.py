@@ -13,8 +13,9 @@ The procedure (``oncobench calibrate``), rerunnable and deterministic for a seed
    published standard error (from its 95% CI).
 4. Blocks of parameters are fitted in turn by ``scipy.optimize.least_squares`` (trust-region
    reflective, finite differences with a 5% step in log space, bounds of x20 either way):
-   chemotherapy, immunotherapy, EGFR inhibitors, ALK inhibitors, non-haematological toxicity,
-   and the survival link; each block sees only the residuals and arms it moves. The sequence is
+   chemotherapy, immunotherapy (first line, alone and with chemotherapy), immunotherapy after
+   progression (the control arms' crossover), EGFR inhibitors, ALK inhibitors,
+   non-haematological toxicity, and the survival link; each block sees only the residuals and arms it moves. The sequence is
    repeated ``passes`` times because OS depends on every block.
 
 Parameters are drug-class parameters, plus three natural-history numbers shared by every arm of
@@ -86,8 +87,21 @@ BLOCKS: tuple[Block, ...] = (
     ),
     Block(
         "immunotherapy",
-        ("drug_classes.anti_pd1.potency_per_day", "drug_classes.anti_pd1.resistance_per_day", "immunotherapy.responder_scale"),
+        (
+            "drug_classes.anti_pd1.potency_per_day",
+            "drug_classes.anti_pd1.resistance_per_day",
+            "immunotherapy.responder_scale",
+            "immunotherapy.responder_factor.with_chemotherapy",
+        ),
         (r"keynote(024|189)\.(orr|pfs_median)\.experimental", r"keynote(024|189)\.pfs_hr"),
+    ),
+    # PD-(L)1 blockade after progression shows in the calibration trials only through the
+    # control arms' crossover to pembrolizumab, hence through their OS
+    Block(
+        "immunotherapy_after_progression",
+        ("immunotherapy.responder_factor.after_progression",),
+        (r"keynote(024|189)\.os_median\.control", r"keynote(024|189)\.os_hr"),
+        needs_os=True,
     ),
     Block(
         "egfr_inhibitors",

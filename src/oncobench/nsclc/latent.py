@@ -47,10 +47,20 @@ TARGETED = {
     "alk_tki_2g": "alk",
 }
 IMMUNE = ("anti_pd1", "anti_pdl1")
+# Contexts of PD-(L)1 blockade, the column of ``Latent.immune_context_responder``:
+# index = with chemotherapy (0/1) + 2 x after progression on an earlier line (0/1).
+IMMUNE_CONTEXTS = (
+    "monotherapy",
+    "with_chemotherapy",
+    "monotherapy_after_progression",
+    "with_chemotherapy_after_progression",
+)
 LATENT_COLUMNS = (
     "growth_rate_per_day",
     "baseline_sld_mm",
     "immune_responder",
+    "immune_responder_with_chemotherapy",
+    "immune_responder_after_progression",
     "radio_alpha_per_gy",
     "anc_baseline_1e9_per_l",
     *(f"sensitivity_{c}" for c in DRUG_CLASSES if c != "radiotherapy"),
@@ -62,13 +72,18 @@ class Latent:
     """Latent parameters, one row per patient.
 
     ``sensitivity`` (rows, classes) multiplies each class's potency; it is 0 for a targeted
-    class whose target the tumour lacks and for immunotherapy in non-responders.
+    class whose target the tumour lacks. For immunotherapy it is the depth of a response; whether
+    the tumour responds at all depends on the context of the line (``immune_context_responder``,
+    (rows, 4) bool over :data:`IMMUNE_CONTEXTS`), and the simulator gates the class by it.
+    ``immune_responder`` is the first context, PD-(L)1 blockade alone on a line not preceded by
+    progression (the response KEYNOTE-001 and -024 measure).
     """
 
     growth_rate_per_day: torch.Tensor
     baseline_sld_mm: torch.Tensor
     sensitivity: torch.Tensor
     immune_responder: torch.Tensor
+    immune_context_responder: torch.Tensor  # (rows, len(IMMUNE_CONTEXTS))
     radio_alpha_per_gy: torch.Tensor
     anc_baseline_1e9_per_l: torch.Tensor
     clearance_multiplier: torch.Tensor  # (rows, drugs)
@@ -116,15 +131,7 @@ def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> L
         k = DRUG_CLASSES.index(c)
         sens[:, k] = torch.where(present[target], sens[:, k], torch.zeros_like(sens[:, k]))
 
-    io = params.section("immunotherapy")
-    p_group = torch.tensor(
-        [io["responder_probability"][g] for g in popmod.PDL1_GROUPS], dtype=f64, device=dev
-    )
-    p_resp = (p_group[pop.pdl1_group] * io["responder_scale"]).clamp(0.0, 1.0)
-    responder = rng.uniform(rng.patient_keys(seed, ModelStream.IMMUNE_RESPONDER, pid), 0) < p_resp
-    for c in IMMUNE:
-        k = DRUG_CLASSES.index(c)
-        sens[:, k] = torch.where(responder, sens[:, k], torch.zeros_like(sens[:, k]))
+    context = immune_context_responder(seed, pop, params)
 
     rt = params.section("radiotherapy")
     alpha = _lognormal(
@@ -141,11 +148,31 @@ def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> L
         growth_rate_per_day=growth,
         baseline_sld_mm=sld0,
         sensitivity=sens,
-        immune_responder=responder,
+        immune_responder=context[:, 0],
+        immune_context_responder=context,
         radio_alpha_per_gy=alpha,
         anc_baseline_1e9_per_l=anc0,
         clearance_multiplier=cl,
     )
+
+
+def immune_context_responder(seed: int, pop: popmod.Population, params: ModelParameters) -> torch.Tensor:
+    """(rows, len(IMMUNE_CONTEXTS)) bool: whether the tumour responds to PD-(L)1 blockade in each context.
+
+    One uniform draw u per patient (stream IMMUNE_RESPONDER); the patient responds in a context
+    when u < p(PD-L1 group) x responder_scale x the context's factors (``with_chemotherapy``,
+    ``after_progression`` of ``immunotherapy.responder_factor``), capped at 1. The shared u keeps
+    the contexts nested (a larger probability responds in a superset of patients), so a patient's
+    counterfactual outcomes under different lines and combinations stay consistent.
+    """
+    io = params.section("immunotherapy")
+    dev = pop.patient_id.device
+    p_group = torch.tensor([io["responder_probability"][g] for g in popmod.PDL1_GROUPS], dtype=torch.float64, device=dev)
+    p = p_group[pop.pdl1_group] * io["responder_scale"]
+    chemo, progressed = io["responder_factor"]["with_chemotherapy"], io["responder_factor"]["after_progression"]
+    scale = torch.tensor([1.0, chemo, progressed, chemo * progressed], dtype=torch.float64, device=dev)
+    u = rng.uniform(rng.patient_keys(seed, ModelStream.IMMUNE_RESPONDER, pop.patient_id), 0)
+    return u.unsqueeze(1) < (p.unsqueeze(1) * scale).clamp(0.0, 1.0)
 
 
 def sld_to_log_volume(sld_mm: torch.Tensor) -> torch.Tensor:

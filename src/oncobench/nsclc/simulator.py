@@ -35,7 +35,7 @@ from oncobench.nsclc.drugs import (
     class_of_drug,
     standard_mean_concentration_mg_per_l,
 )
-from oncobench.nsclc.latent import Latent, ModelStream, log_volume_to_sld, sld_to_log_volume
+from oncobench.nsclc.latent import IMMUNE, Latent, ModelStream, log_volume_to_sld, sld_to_log_volume
 from oncobench.nsclc.params import ModelParameters
 from oncobench.nsclc.regimens import RegimenLibrary
 
@@ -188,6 +188,8 @@ class Tables:
     bit: torch.Tensor  # (D,) int32 powers of two
     bsc: int
     first_gen_egfr: torch.Tensor  # (R,) bool
+    with_chemotherapy: torch.Tensor  # (R,) bool: the regimen gives a cytotoxic drug
+    with_immunotherapy: torch.Tensor  # (R,) bool: the regimen gives a PD-(L)1 inhibitor
     osimertinib: int
     t790m_fallback: int
 
@@ -224,6 +226,9 @@ def build_tables(params: ModelParameters, library: RegimenLibrary, device: torch
             raise ValueError(f"{params.source}: pathway.next_regimen.{r} names unknown regimen '{target}'")
         nxt.append(-1 if target == BSC else names.index(target))
     first_gen = torch.tensor([r in ("gefitinib", "erlotinib") for r in names], device=dev)
+    given = lib.dose.gt(0).flatten(1, 2).any(1)  # (R, D); dose is (R, P, C, D)
+    with_chemo = (given & torch.tensor([DRUGS[d].cytotoxic for d in DRUG_NAMES], device=dev)).any(1)
+    with_io = (given & torch.tensor([DRUGS[d].drug_class in IMMUNE for d in DRUG_NAMES], device=dev)).any(1)
     return Tables(
         dose=lib.dose,
         cycle_days=lib.cycle_days,
@@ -247,6 +252,8 @@ def build_tables(params: ModelParameters, library: RegimenLibrary, device: torch
         bit=(2 ** torch.arange(len(DRUG_NAMES), device=dev)).to(torch.int32),
         bsc=names.index(BSC),
         first_gen_egfr=first_gen,
+        with_chemotherapy=with_chemo,
+        with_immunotherapy=with_io,
         osimertinib=names.index("osimertinib"),
         t790m_fallback=names.index("carboplatin_pemetrexed"),
     )
@@ -371,6 +378,12 @@ def simulate(
         # radiotherapy kills through the daily linear-quadratic term only; its class intensity
         # marks fraction days (adverse events, days on the class), not a drug log-kill
         potency_row[:, rt_k] = 0.0
+    # PD-(L)1 blockade acts in the rows that respond in the context of the line that gives it
+    # (latent.IMMUNE_CONTEXTS: with chemotherapy or not, after progression or not); set on day 0
+    # and at the start of each later line that gives it, below
+    immune_k = torch.tensor([DRUG_CLASSES[k] in IMMUNE for k in used_k], dtype=torch.bool, device=dev)
+    has_immune = bool(immune_k.any())
+    potency_line = potency_row
     res_decay = torch.exp(-T.resistance[used_k])
     growth = lat.growth_rate_per_day
     log_ref = sld_to_log_volume(torch.tensor(surv["reference_sld_mm"], dtype=f64))
@@ -427,6 +440,8 @@ def simulate(
     nadir_mm = baseline_mm.clone()
     last_code = torch.full((n,), SD, dtype=torch.int64, device=dev)
     progressed_any = torch.full((n,), start is not None and start.progressed, dtype=torch.bool, device=dev)
+    if has_immune:
+        potency_line = _immune_gated(potency_row, immune_k, lat, T.with_chemotherapy[reg], progressed_any)
 
     # outcomes
     pfs_days = torch.full((n,), float(schedule.days), dtype=f64, device=dev)
@@ -530,6 +545,12 @@ def simulate(
             baseline_mm = torch.where(moving, m, baseline_mm)
             nadir_mm = torch.where(moving, m, nadir_mm)
             last_code = torch.where(moving, torch.full_like(last_code, SD), last_code)
+            if has_immune:
+                # a line without PD-(L)1 blockade keeps the gate of the line that gave it: the
+                # antibody still circulating (half-lives of weeks) acts in the context it was given in
+                gated = _immune_gated(potency_row, immune_k, lat, T.with_chemotherapy[reg], progressed_any)
+                regate = moving & T.with_immunotherapy[reg]
+                potency_line = torch.where(regate.unsqueeze(1), gated, potency_line)
         # ---- dosing -------------------------------------------------------------------------
         treating = alive & on_tx
         ph = phase.clamp(max=max_phase)
@@ -565,7 +586,7 @@ def simulate(
             cls_int[:, rt_k] = (rt_gy > 0).to(f64)
         # ---- tumour -------------------------------------------------------------------------
         active = cls_int > 1e-3
-        kill = (potency_row * cls_int * resist).sum(1)
+        kill = (potency_line * cls_int * resist).sum(1)
         resist = torch.where(active, resist * res_decay, resist)
         texp_u += active
         step = growth - kill
@@ -684,6 +705,16 @@ def simulate(
 
 
 STEADY_RTOL = 1e-12  # a row this close to its Friberg steady state, without drug, is left there
+
+
+def _immune_gated(
+    potency: torch.Tensor, immune_k: torch.Tensor, lat: Latent, with_chemo: torch.Tensor, progressed: torch.Tensor
+) -> torch.Tensor:
+    """``potency`` (rows, used classes) with the immune classes zeroed in the rows that do not
+    respond in the context of their line (``latent.IMMUNE_CONTEXTS`` column index)."""
+    context = with_chemo.to(torch.int64) + 2 * progressed.to(torch.int64)
+    responds = lat.immune_context_responder.gather(1, context.unsqueeze(1))
+    return torch.where(immune_k.unsqueeze(0) & ~responds, torch.zeros_like(potency), potency)
 
 
 def _friberg_day(fr: torch.Tensor, effect: torch.Tensor, circ0: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,16 @@ import torch
 from oncobench.nsclc import population as popmod
 from oncobench.nsclc import recist
 from oncobench.nsclc.drugs import DRUG_CLASSES
-from oncobench.nsclc.latent import Latent
+from oncobench.nsclc.latent import IMMUNE_CONTEXTS, LATENT_COLUMNS, Latent
 from oncobench.nsclc.simulator import Outcome, Record
 
 LATENT_PREFIX = "latent_"
+# Ground truth of the other contexts of PD-(L)1 blockade (``latent.IMMUNE_CONTEXTS``; the first,
+# monotherapy before any progression, is ``immune_responder``): column name -> context index.
+IMMUNE_CONTEXT_COLUMNS = {
+    "immune_responder_with_chemotherapy": IMMUNE_CONTEXTS.index("with_chemotherapy"),
+    "immune_responder_after_progression": IMMUNE_CONTEXTS.index("monotherapy_after_progression"),
+}
 RESPONSES = tuple(r.name for r in recist.Response)
 OUTCOME_COLUMNS = (
     "pfs_days",
@@ -43,9 +49,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
 
 def latent_columns() -> list[str]:
     """Names of the latent (ground-truth) columns of the cohort table."""
-    cols = ["growth_rate_per_day", "baseline_sld_mm", "immune_responder", "radio_alpha_per_gy", "anc_baseline_1e9_per_l"]
-    cols += [f"sensitivity_{c}" for c in DRUG_CLASSES if c != "radiotherapy"]
-    return [LATENT_PREFIX + c for c in cols]
+    return [LATENT_PREFIX + c for c in LATENT_COLUMNS]
 
 
 def cohort_frame(pop: popmod.Population, lat: Latent) -> pd.DataFrame:
@@ -54,6 +58,8 @@ def cohort_frame(pop: popmod.Population, lat: Latent) -> pd.DataFrame:
     df[LATENT_PREFIX + "growth_rate_per_day"] = _np(lat.growth_rate_per_day)
     df[LATENT_PREFIX + "baseline_sld_mm"] = _np(lat.baseline_sld_mm)
     df[LATENT_PREFIX + "immune_responder"] = _np(lat.immune_responder).astype(bool)
+    for name, c in IMMUNE_CONTEXT_COLUMNS.items():
+        df[LATENT_PREFIX + name] = _np(lat.immune_context_responder[:, c]).astype(bool)
     df[LATENT_PREFIX + "radio_alpha_per_gy"] = _np(lat.radio_alpha_per_gy)
     df[LATENT_PREFIX + "anc_baseline_1e9_per_l"] = _np(lat.anc_baseline_1e9_per_l)
     for k, c in enumerate(DRUG_CLASSES):

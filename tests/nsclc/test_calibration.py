@@ -48,14 +48,16 @@ def test_ties_follow_their_leader():
     assert p.get("drug_classes.anti_pdl1.potency_per_day") == 0.05
 
 
-def test_a_block_fit_recovers_a_perturbed_value():
-    """Perturb platinum's non-haematological AE hazard x2 and refit it alone to KEYNOTE-024's
+@pytest.mark.parametrize("factor", [0.5, 2.0, 3.0])
+def test_a_block_fit_recovers_a_perturbed_value(factor):
+    """Perturb platinum's non-haematological AE hazard and refit it alone to KEYNOTE-024's
     chemotherapy arm: the fit must bring the arm's grade>=3 rate back near the published 53.3%.
-    (At x3 on the refitted parameters the trust-region fit stops after its first step: the rate
-    of a 300-patient arm is a step function, and the next trial step changed no patient.)"""
+    At x2 and x3 the first trust-region step lands on x = 0 (value x e^-1); with scipy's relative
+    finite-difference step the Jacobian there was taken at a step of 1.5e-8, no patient changed,
+    and the fit stopped on a zero gradient 2.7 and 1.8 units from the target."""
     params = pm.load_parameters()
     start = params.get("drug_classes.platinum.nonheme_grade3_per_day")
-    perturbed = cal.apply_values(params, {"drug_classes.platinum.nonheme_grade3_per_day": 2 * start})
+    perturbed = cal.apply_values(params, {"drug_classes.platinum.nonheme_grade3_per_day": factor * start})
     library = load_library()
     spec = shipped_specs()["keynote024"]
     cohorts = cal.build_cohorts([spec], library, seed=4, n_per_arm=300, device=torch.device("cpu"))

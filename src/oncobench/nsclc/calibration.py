@@ -12,7 +12,7 @@ The procedure (``oncobench calibrate``), rerunnable and deterministic for a seed
    medians as log ratios in units of 5%, hazard ratios as log differences in units of the
    published standard error (from its 95% CI).
 4. Blocks of parameters are fitted in turn by ``scipy.optimize.least_squares`` (trust-region
-   reflective, finite differences with a 5% step in log space, bounds of x20 either way):
+   reflective, forward differences with a fixed 0.05 step in log space, bounds of x20 either way):
    chemotherapy, immunotherapy (first line, alone and with chemotherapy), immunotherapy after
    progression (the control arms' crossover), EGFR inhibitors, ALK inhibitors,
    non-haematological toxicity, and the survival link; each block sees only the residuals and arms it moves. The sequence is
@@ -62,6 +62,9 @@ TIES: dict[str, tuple[str, ...]] = {
 
 RATE_UNIT = 0.03
 MEDIAN_UNIT = 0.05
+# the fit's coordinates x = 1 + log(value / start): bounds (x20 either way) and finite-difference step
+X_BOUNDS = (-2.0, 4.0)
+LOG_STEP = 0.05
 
 
 @dataclass(frozen=True)
@@ -363,20 +366,34 @@ class Calibration:
         x0_vals = np.array([float(self.params.get(k)) for k in block.keys])
         x0_vals = np.where(x0_vals > 0, x0_vals, 1e-6)
 
-        # x = 1 + log(value / start): scipy's relative finite-difference step needs x away from 0
+        # x = 1 + log(value / start), so x = 1 at the start and a step in x is a log step
         def values_of(x: np.ndarray) -> dict[str, float]:
             return dict(zip(block.keys, (x0_vals * np.exp(x - 1.0)).tolist()))
 
+        seen: dict[bytes, np.ndarray] = {}
+
         def fun(x: np.ndarray) -> np.ndarray:
             res, _, _ = self.residuals(apply_values(self.params, values_of(x)), block.residuals, block.needs_os)
+            seen[x.tobytes()] = res
             return res
+
+        def jac(x: np.ndarray) -> np.ndarray:
+            # forward differences with a fixed log step: scipy's `diff_step` is relative to |x|,
+            # so at x = 0 (a trust-region step of 1 from the start) its step fell to 1.5e-8, no
+            # patient changed and the fit stopped on a zero gradient
+            f0 = seen[x.tobytes()] if x.tobytes() in seen else fun(x)
+            J = np.empty((len(f0), len(x)))
+            for i in range(len(x)):
+                h = LOG_STEP if x[i] + LOG_STEP <= X_BOUNDS[1] else -LOG_STEP
+                xi = x.copy()
+                xi[i] += h
+                J[:, i] = (fun(xi) - f0) / h
+            return J
 
         t0 = time.time()
         start = np.ones(len(block.keys))
         r0 = fun(start)
-        sol = optimize.least_squares(
-            fun, start, bounds=(-2.0, 4.0), diff_step=0.05, max_nfev=max_nfev, xtol=1e-3, ftol=1e-3
-        )
+        sol = optimize.least_squares(fun, start, jac=jac, bounds=X_BOUNDS, max_nfev=max_nfev, xtol=1e-3, ftol=1e-3)
         values = values_of(sol.x)
         self.params = apply_values(self.params, values)
         self.log.append(

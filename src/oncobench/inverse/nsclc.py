@@ -24,13 +24,16 @@ simulator's daily record (:meth:`NsclcProblem.simulate`) or from the release's t
 which keeps every ``record_every``-th day and every scan day (:meth:`NsclcProblem.encode`); x,
 the summary and the treatment are computed from that grid alone, so the two agree exactly.
 
-Parameters (theta) are the continuous latents on a log scale. A drug-class sensitivity is gated
-to 0 where the tumour lacks the class's target or, for immunotherapy, is not an immune
-responder (``latent.draw_latent``); a point mass at log 0 would break a normalising flow's
+Parameters (theta) are the continuous latents on a log scale. A targeted class's sensitivity
+is gated to 0 where the tumour lacks the class's target (``latent.draw_latent``), and the
+simulator closes the immune classes where the tumour does not respond in the context of the
+line (``latent.IMMUNE_CONTEXTS``); a point mass at log 0 would break a normalising flow's
 density and the calibration ranks, so theta holds the *ungated* log sensitivity, the lognormal
 draw the patient would have with the gate open (``sensitivity_log_sd x z`` of the patient's
 SENSITIVITY stream). Where the gate is open it equals log(sensitivity); where it is closed it
-influences nothing and its posterior should be its prior. The immune gate is the label.
+influences nothing and its posterior should be its prior. The label is the immune gate of
+first-line monotherapy (``latent_immune_responder``); with chemotherapy the gate opens for a
+superset of patients (``immunotherapy.responder_factor.with_chemotherapy`` > 1).
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ class Latent:
     the tumour responds at all depends on the context of the line (``immune_context_responder``,
     (rows, 4) bool over :data:`IMMUNE_CONTEXTS`), and the simulator gates the class by it.
     ``immune_responder`` is the first context, PD-(L)1 blockade alone on a line not preceded by
-    progression (the response KEYNOTE-001 and -024 measure).
+    progression (the response KEYNOTE-024 measures; the PD-L1 gradient of its probability comes
+    from KEYNOTE-001, most of whose patients were previously treated).
     """
 
     growth_rate_per_day: torch.Tensor

@@ -29,12 +29,15 @@ def model() -> NsclcModel:
     return NsclcModel.from_config(load_config(overrides={"seed": 5, "nsclc": {"horizon_days": 200}}))
 
 
-def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, library=None, record=True, scan_days=None):
+def _run(m: NsclcModel, pop, lat, regimen: str, days: int, *, params=None, library=None, record=True, scan_days=None,
+         crossover: str | None = None, start: Start | None = None):
     lib = library or m.library
     n = len(pop)
-    a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), -1, dtype=torch.int64))
+    cross = -1 if crossover is None else lib.index(crossover)
+    a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), cross, dtype=torch.int64))
     scans = tuple(range(42, days, 42)) if scan_days is None else scan_days
-    return simulate(pop, lat, a, Schedule(days=days, scan_days=scans, record=record), params or m.params, lib, seed=m.seed)
+    return simulate(pop, lat, a, Schedule(days=days, scan_days=scans, record=record), params or m.params, lib, seed=m.seed,
+                    start=start)
 
 
 def _without_stops(params):
@@ -326,19 +329,12 @@ def test_immune_contexts_are_nested_and_follow_their_factors(model):
     order = sorted(range(len(IMMUNE_CONTEXTS)), key=lambda c: factor[IMMUNE_CONTEXTS[c]])
     for smaller, larger in zip(order, order[1:]):
         assert not bool((resp[:, smaller] & ~resp[:, larger]).any())
-    same = draw_latent(model.seed, pop, model.params).immune_context_responder  # shipped factors
-    if model.params.get("immunotherapy.responder_factor.with_chemotherapy") == 1.0:
-        assert torch.equal(same[:, 1], same[:, 0])
+    fixed = draw_latent(model.seed, pop, _with_factors(model.params, 1.0, 1.0)).immune_context_responder
+    assert all(torch.equal(fixed[:, c], fixed[:, 0]) for c in range(len(IMMUNE_CONTEXTS)))  # factors 1: a fixed trait
 
 
-def _course(model, params, pop, lat, regimen: str, *, crossover: str | None = None, start: Start | None = None):
-    n = len(pop)
-    lib = model.library
-    cross = -1 if crossover is None else lib.index(crossover)
-    a = Assignment(torch.full((n,), lib.index(regimen), dtype=torch.int64), torch.full((n,), cross, dtype=torch.int64))
-    days = 300
-    out = simulate(pop, lat, a, Schedule(days=days, scan_days=tuple(range(42, days, 42)), record=True), params,
-                   lib, seed=model.seed, start=start)
+def _course(model, params, pop, lat, regimen: str, **assignment):
+    out = _run(model, pop, lat, regimen, 300, params=params, **assignment)
     return out.record.sld_true_mm.nan_to_num(-1.0)  # NaN after death
 
 

@@ -15,8 +15,8 @@ The procedure (``oncobench calibrate``), rerunnable and deterministic for a seed
    reflective, forward differences with a fixed 0.05 step in log space, bounds of x20 either way):
    chemotherapy, immunotherapy (first line, alone and with chemotherapy), immunotherapy after
    progression (the control arms' crossover), EGFR inhibitors, ALK inhibitors,
-   non-haematological toxicity, and the survival link; each block sees only the residuals and arms it moves. The sequence is
-   repeated ``passes`` times because OS depends on every block.
+   non-haematological toxicity, and the survival link; each block sees only the residuals and
+   arms it moves. The sequence is repeated ``passes`` times because OS depends on every block.
 
 Parameters are drug-class parameters, plus three natural-history numbers shared by every arm of
 every trial (growth of advanced disease, baseline death hazard, burden coefficient, death hazard
@@ -381,7 +381,9 @@ class Calibration:
             # forward differences with a fixed log step: scipy's `diff_step` is relative to |x|,
             # so at x = 0 (a trust-region step of 1 from the start) its step fell to 1.5e-8, no
             # patient changed and the fit stopped on a zero gradient
-            f0 = seen[x.tobytes()] if x.tobytes() in seen else fun(x)
+            f0 = seen.get(x.tobytes())
+            if f0 is None:
+                f0 = fun(x)
             J = np.empty((len(f0), len(x)))
             for i in range(len(x)):
                 h = LOG_STEP if x[i] + LOG_STEP <= X_BOUNDS[1] else -LOG_STEP

@@ -55,12 +55,17 @@ IMMUNE_CONTEXTS = (
     "monotherapy_after_progression",
     "with_chemotherapy_after_progression",
 )
+# Ground-truth columns of the other contexts (the first, monotherapy before any progression, is
+# ``immune_responder``): column name -> context index.
+IMMUNE_CONTEXT_COLUMNS = {
+    "immune_responder_with_chemotherapy": IMMUNE_CONTEXTS.index("with_chemotherapy"),
+    "immune_responder_after_progression": IMMUNE_CONTEXTS.index("monotherapy_after_progression"),
+}
 LATENT_COLUMNS = (
     "growth_rate_per_day",
     "baseline_sld_mm",
     "immune_responder",
-    "immune_responder_with_chemotherapy",
-    "immune_responder_after_progression",
+    *IMMUNE_CONTEXT_COLUMNS,
     "radio_alpha_per_gy",
     "anc_baseline_1e9_per_l",
     *(f"sensitivity_{c}" for c in DRUG_CLASSES if c != "radiotherapy"),
@@ -193,6 +198,7 @@ def latent_frame_columns(lat: Latent) -> dict[str, torch.Tensor]:
         "growth_rate_per_day": lat.growth_rate_per_day,
         "baseline_sld_mm": lat.baseline_sld_mm,
         "immune_responder": lat.immune_responder,
+        **{name: lat.immune_context_responder[:, c] for name, c in IMMUNE_CONTEXT_COLUMNS.items()},
         "radio_alpha_per_gy": lat.radio_alpha_per_gy,
         "anc_baseline_1e9_per_l": lat.anc_baseline_1e9_per_l,
     }

@@ -14,17 +14,10 @@ import torch
 
 from oncobench.nsclc import population as popmod
 from oncobench.nsclc import recist
-from oncobench.nsclc.drugs import DRUG_CLASSES
-from oncobench.nsclc.latent import IMMUNE_CONTEXTS, LATENT_COLUMNS, Latent
+from oncobench.nsclc.latent import LATENT_COLUMNS, Latent, latent_frame_columns
 from oncobench.nsclc.simulator import Outcome, Record
 
 LATENT_PREFIX = "latent_"
-# Ground truth of the other contexts of PD-(L)1 blockade (``latent.IMMUNE_CONTEXTS``; the first,
-# monotherapy before any progression, is ``immune_responder``): column name -> context index.
-IMMUNE_CONTEXT_COLUMNS = {
-    "immune_responder_with_chemotherapy": IMMUNE_CONTEXTS.index("with_chemotherapy"),
-    "immune_responder_after_progression": IMMUNE_CONTEXTS.index("monotherapy_after_progression"),
-}
 RESPONSES = tuple(r.name for r in recist.Response)
 OUTCOME_COLUMNS = (
     "pfs_days",
@@ -55,16 +48,8 @@ def latent_columns() -> list[str]:
 def cohort_frame(pop: popmod.Population, lat: Latent) -> pd.DataFrame:
     """Observable covariates plus ``latent_*`` ground truth, one row per patient."""
     df = popmod.to_frame(pop)
-    df[LATENT_PREFIX + "growth_rate_per_day"] = _np(lat.growth_rate_per_day)
-    df[LATENT_PREFIX + "baseline_sld_mm"] = _np(lat.baseline_sld_mm)
-    df[LATENT_PREFIX + "immune_responder"] = _np(lat.immune_responder).astype(bool)
-    for name, c in IMMUNE_CONTEXT_COLUMNS.items():
-        df[LATENT_PREFIX + name] = _np(lat.immune_context_responder[:, c]).astype(bool)
-    df[LATENT_PREFIX + "radio_alpha_per_gy"] = _np(lat.radio_alpha_per_gy)
-    df[LATENT_PREFIX + "anc_baseline_1e9_per_l"] = _np(lat.anc_baseline_1e9_per_l)
-    for k, c in enumerate(DRUG_CLASSES):
-        if c != "radiotherapy":
-            df[f"{LATENT_PREFIX}sensitivity_{c}"] = _np(lat.sensitivity[:, k])
+    for name, column in latent_frame_columns(lat).items():
+        df[LATENT_PREFIX + name] = _np(column)
     return df
 
 

@@ -153,6 +153,15 @@ def test_apply_cutoff_cases():
     assert (out.loc[4, "os_days"], out.loc[4, "os_event"]) == (0.0, False)
     assert out.loc[4, "best_response"] == "CR"
     pd.testing.assert_frame_equal(A.apply_cutoff(A.apply_cutoff(df, 300.0), 300.0), A.apply_cutoff(df, 300.0))
+    # without dates the adverse-event flags are kept as they are
+    assert list(out["grade3_ae"]) == [True, False, False, True]
+    # with dates, an event after the follow-up is not yet known: 1 (day 280 of 300) is kept,
+    # 4 (day 5, zero follow-up) is not; 2 and 3 had none
+    dated = df.assign(grade3_ae_day=[280.0, np.nan, np.nan, 5.0, np.nan])
+    cut = A.apply_cutoff(dated, 300.0).set_index("patient_id")
+    assert list(cut["grade3_ae"]) == [True, False, False, False]
+    assert cut.loc[1, "grade3_ae_day"] == 280.0 and cut["grade3_ae_day"].isna().sum() == 3
+    pd.testing.assert_frame_equal(A.apply_cutoff(A.apply_cutoff(dated, 300.0), 300.0), A.apply_cutoff(dated, 300.0))
     assert df["os_days"].tolist()[0] == 400.0  # the input is not modified
 
 

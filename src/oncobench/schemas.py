@@ -304,6 +304,7 @@ class TrialPatient(_NsclcPatientOutcome):
     arm: Series[str]
     enrol_day: Series[float] = pa.Field(ge=0)
     crossover: Series[bool]
+    grade3_ae_day: Series[float] = pa.Field(ge=0, nullable=True)  # first grade >= 3 event of the study line
 
 
 class TrialSummary(_Strict):

@@ -129,6 +129,7 @@ class Outcome:
     os_event: torch.Tensor
     best_response: torch.Tensor  # recist.Response codes, study line, confirmed
     grade3_ae_study: torch.Tensor  # any grade >= 3 adverse event during the study line
+    grade3_ae_day: torch.Tensor  # day of the study line's first grade >= 3 event (-1 if none)
     worst_grade: torch.Tensor  # worst CTCAE grade over the course (5 = treatment-related death)
     days_grade3plus: torch.Tensor
     qalys: torch.Tensor  # discounted
@@ -455,6 +456,7 @@ def simulate(
     any_scan = torch.zeros_like(pfs_event)
     first_pd = torch.zeros_like(pfs_event)
     g3_study = torch.zeros_like(pfs_event)
+    g3_day = torch.full((n,), -1, dtype=torch.int64, device=dev)
     worst = torch.zeros(n, dtype=torch.int64, device=dev)
     days_g3 = torch.zeros_like(worst)
     nonheme_left = torch.zeros_like(worst)
@@ -636,7 +638,9 @@ def simulate(
         g3_today = alive & ((anc_grade >= 3) | (nonheme_left > 0) | (fn_left > 0))
         worst = torch.maximum(worst, torch.where(alive, anc_grade, 0))
         days_g3 += g3_today.to(torch.int64)
-        g3_study |= g3_today & (line_idx == 0)
+        g3_first = g3_today & (line_idx == 0) & ~g3_study
+        g3_day = torch.where(g3_first, torch.full_like(g3_day, t), g3_day)
+        g3_study |= g3_first
         # ---- new lesions ------------------------------------------------------------------------
         H_nl = H_nl + nl_rate * torch.exp(logv - line_base_logv) * alive
         new_lesion |= alive & (H_nl >= E_nl)
@@ -688,6 +692,7 @@ def simulate(
         os_event=os_event,
         best_response=best.to(torch.int8),
         grade3_ae_study=g3_study,
+        grade3_ae_day=g3_day,
         worst_grade=worst.to(torch.int8),
         days_grade3plus=days_g3,
         qalys=qaly,

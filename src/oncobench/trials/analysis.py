@@ -51,8 +51,9 @@ def apply_cutoff(df: pd.DataFrame, cutoff_day: float) -> pd.DataFrame:
 
     Each patient's available follow-up is ``cutoff_day - enrol_day``; PFS and OS times beyond it
     become censored at it (an event later than the cut-off is not yet known); patients enrolled
-    after the cut-off are dropped. ``best_response`` and ``grade3_ae`` carry no dates in the
-    contract and are kept as they are. Applying the same cut-off twice changes nothing.
+    after the cut-off are dropped. Where the frame has ``grade3_ae_day``, a grade >= 3 event after
+    the follow-up is not yet known either (``grade3_ae`` False, its day NaN); ``best_response``
+    carries no date and is kept as it is. Applying the same cut-off twice changes nothing.
     """
     enrol = df["enrol_day"].to_numpy(dtype=float)
     keep = enrol <= cutoff_day
@@ -66,6 +67,11 @@ def apply_cutoff(df: pd.DataFrame, cutoff_day: float) -> pd.DataFrame:
         late = t > follow_up
         out[f"{ep}_days"] = np.where(late, follow_up, t)
         out[f"{ep}_event"] = e & ~late
+    if "grade3_ae_day" in out.columns:
+        day = out["grade3_ae_day"].to_numpy(dtype=float)
+        known = day <= follow_up  # False for NaN (no event)
+        out["grade3_ae"] = out["grade3_ae"].to_numpy(dtype=bool) & known
+        out["grade3_ae_day"] = np.where(known, day, np.nan)
     return out
 
 

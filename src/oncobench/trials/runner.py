@@ -227,6 +227,7 @@ def run_trial(
 
 def _frame(out: Outcome, replicate, spec, arm_idx, regimen, crossed, pop, enrol) -> pd.DataFrame:
     best = out.best_response.cpu().numpy().astype(int)
+    g3_day = out.grade3_ae_day.cpu().numpy()
     return pd.DataFrame(
         {
             "replicate": replicate.astype(np.int64),
@@ -239,6 +240,7 @@ def _frame(out: Outcome, replicate, spec, arm_idx, regimen, crossed, pop, enrol)
             "os_event": out.os_event.cpu().numpy(),
             "best_response": [RESPONSE_NAMES[b] for b in best],
             "grade3_ae": out.grade3_ae_study.cpu().numpy(),
+            "grade3_ae_day": np.where(g3_day >= 0, g3_day, np.nan).astype(float),
             "regimen": regimen.astype(str),
             "crossover": crossed,
             "qalys": out.qalys.cpu().numpy(),

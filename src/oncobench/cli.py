@@ -482,7 +482,10 @@ def _trials(args: argparse.Namespace, cfg: Config) -> None:
 def _calibrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
     p.add_argument("--out", type=Path, required=True, help="fitted parameter file (same format, comments kept)")
-    p.add_argument("--n-per-arm", type=int, default=1000, help="patients per trial (each simulated under every arm)")
+    p.add_argument(
+        "--n-per-arm", type=int, default=4000,
+        help="patients per trial (each simulated under every arm); at 1000 a flat survival curve's median was fitted to noise",
+    )
     p.add_argument("--passes", type=int, default=2, help="passes over the parameter blocks")
     p.add_argument("--max-nfev", type=int, default=20, help="least-squares evaluations per block")
     p.add_argument("--blocks", default=None, help="comma-separated blocks to fit (default: all, in order)")

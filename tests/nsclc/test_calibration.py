@@ -71,6 +71,38 @@ def test_a_block_fit_recovers_a_perturbed_value(factor):
     assert abs(after[0]) < tol < abs(before[0])
 
 
+def test_a_trial_is_the_same_sample_in_every_block():
+    """A trial's statistics do not depend on which other trials share the batch: blocks that see
+    different trials (immunotherapy: the KEYNOTEs; survival: all four) fit the same sample."""
+    params, library = pm.load_parameters(), load_library()
+    specs = [shipped_specs()[n] for n in ("alex", "keynote024")]
+    cohorts = cal.build_cohorts(specs, library, seed=4, n_per_arm=200, device=torch.device("cpu"))
+    alone = cal.batch_statistics(cohorts[1:], params, library, with_os=False, device=torch.device("cpu"), seed=4)
+    both = cal.batch_statistics(cohorts, params, library, with_os=False, device=torch.device("cpu"), seed=4)
+    assert alone and all(k.startswith("keynote024.") for k in alone)
+    assert {k: both[k] for k in alone} == alone
+
+
+def test_fresh_cohort_check_scores_the_fit_on_another_seed():
+    """The check's first column is the fit's own residual; the second is the same statistic on
+    a cohort of another seed, which differs (sampling noise) but stays within sampling error."""
+    params, library = pm.load_parameters(), load_library()
+    spec = shipped_specs()["keynote024"]
+    cohorts = cal.build_cohorts([spec], library, seed=4, n_per_arm=300, device=torch.device("cpu"))
+    c = cal.Calibration(params=params, library=library, cohorts=cohorts, device=torch.device("cpu"), seed=4)
+    block = cal.Block("platinum_toxicity", ("drug_classes.platinum.nonheme_grade3_per_day",), (r"keynote024\.grade3_ae\.control",))
+    own, names, stats = c.residuals(params, block.residuals, False)
+    lines = cal.fresh_cohort_check(c, [block], [spec], seed=5, n_per_arm=300)
+    assert names == ["keynote024.grade3_ae.control"] and len(lines) == 3
+    fit_r, fresh_r = (float(v) for v in lines[1].split(": ")[1].split(" -> "))
+    assert fit_r == pytest.approx(own[0], abs=0.005)
+    assert fresh_r != fit_r
+    # two independent binomial rates at n = 300 differ by less than 4 SEs of their difference
+    p = stats["keynote024.grade3_ae.control"]
+    assert abs(fresh_r - fit_r) * cal.RATE_UNIT < 4 * math.sqrt(2 * p * (1 - p) / 300)
+    assert lines[2].startswith("check: cost") and "keynote024.grade3_ae.control" in lines[2]
+
+
 CALIBRATION_REPORT = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "calibration.parquet"
 
 

@@ -130,7 +130,7 @@ def test_shipped_calibration_reproduces_its_four_trials():
     assert len(both) == len(now) == 40
     assert np.allclose(both.simulated_mean, both.simulated_mean_doc, rtol=1e-9, equal_nan=True)
     hits = now.within_target.dropna().astype(bool)
-    assert int(hits.sum()) >= 36 and len(hits) == 38
+    assert int(hits.sum()) >= 37 and len(hits) == 38
     hr = now[now.statistic == "hr"]
     assert len(hr) == 8 and hr.within_target.astype(bool).all()  # every hazard ratio inside its published 95% CI
 

@@ -17,6 +17,13 @@ The procedure (``oncobench calibrate``), rerunnable and deterministic for a seed
    progression (the control arms' crossover), EGFR inhibitors, ALK inhibitors,
    non-haematological toxicity, and the survival link; each block sees only the residuals and
    arms it moves. The sequence is repeated ``passes`` times because OS depends on every block.
+5. The fitted blocks' residuals are scored again on a fresh cohort of the next seed
+   (:func:`fresh_cohort_check`, in the fit's log): a residual that moves by more than about one
+   unit between the two cohorts was fitted to sampling noise.
+
+A trial is one sample throughout: its patients, arms and random streams are the same in every
+block, and its statistics are taken as the report takes them (each patient's follow-up at the
+trial's data cut-off for PFS, OS and grade >= 3 adverse events).
 
 Parameters are drug-class parameters, plus three natural-history numbers shared by every arm of
 every trial (growth of advanced disease, baseline death hazard, burden coefficient, death hazard
@@ -96,7 +103,9 @@ BLOCKS: tuple[Block, ...] = (
             "immunotherapy.responder_scale",
             "immunotherapy.responder_factor.with_chemotherapy",
         ),
-        (r"keynote(024|189)\.(orr|pfs_median)\.experimental", r"keynote(024|189)\.pfs_hr"),
+        # the resistance rate sets how long responses last, which shows in OS as much as in PFS
+        (r"keynote(024|189)\.(orr|pfs_median|os_median)\.experimental", r"keynote(024|189)\.(pfs|os)_hr"),
+        needs_os=True,
     ),
     # PD-(L)1 blockade after progression shows in the calibration trials only through the
     # control arms' crossover to pembrolizumab, hence through their OS

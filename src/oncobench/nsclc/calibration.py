@@ -234,6 +234,11 @@ def smooth_median(time_: np.ndarray, event: np.ndarray) -> float:
     return t0 + (t1 - t0) * (s0 - 0.5) / (s0 - s1)
 
 
+def _cutoff_day(spec: specmod.TrialSpec, endpoint: str) -> float:
+    """The endpoint's data cut-off (days from the first enrolment); the latest one if it has none."""
+    return spec.cutoff_day(endpoint) if endpoint in dict(spec.data_cutoff_months) else spec.horizon_days
+
+
 def _cat(items: list, cls):
     return cls(**{f.name: torch.cat([getattr(x, f.name) for x in items]) for f in dataclasses.fields(items[0])})
 
@@ -256,9 +261,7 @@ def batch_statistics(
         # trial's patients meet the same random numbers in every block (with the batch position,
         # KEYNOTE-024 was a different sample in the immunotherapy block than in the survival block)
         pop = dataclasses.replace(tc.pop, patient_id=tc.pop.patient_id + (tc.index + 1) * 10**9)
-        cut_p = spec.cutoff_day("pfs") if "pfs" in dict(spec.data_cutoff_months) else spec.horizon_days
-        cut_o = spec.cutoff_day("os") if "os" in dict(spec.data_cutoff_months) else spec.horizon_days
-        cut_ae = spec.cutoff_day("grade3_ae") if "grade3_ae" in dict(spec.data_cutoff_months) else spec.horizon_days
+        cut_p, cut_o, cut_ae = (_cutoff_day(spec, ep) for ep in ("pfs", "os", "grade3_ae"))
         # each patient's follow-up is the cut-off minus their enrolment day (uniform over accrual)
         enrol = np.random.default_rng([tc.seed, 11]).uniform(0.0, spec.accrual_days, len(tc.pop))
         days = max(days, int(math.ceil(max(cut_o if with_os else cut_p, cut_ae))) + 1)

@@ -139,15 +139,16 @@ def test_shipped_calibration_reproduces_its_four_trials():
 
 def test_earlier_default_differs_from_the_shipped_one_only_in_fitted_keys():
     """docs/nsclc_model_fit5.yaml (the default before the Norton-Simon model) is the shipped default
-    with the Norton-Simon exponent off and the calibrated keys of fit 5: every other value must
-    equal the shipped default's."""
+    with the Norton-Simon exponent off, no doomed volume after radiotherapy (an infinite clearance
+    rate) and the calibrated keys of fit 5: every other value must equal the shipped default's."""
     from oncobench.tracking import flatten
 
     earlier = pm.load_parameters(CALIBRATION_REPORT.parent / "nsclc_model_fit5.yaml")
     default = pm.load_parameters()
     assert default.get("tumour.cytotoxic_kill_growth_exponent") == 1.0
     assert earlier.get("tumour.cytotoxic_kill_growth_exponent") == 0.0
-    fitted = set(pm.CALIBRATED_KEYS) | {"tumour.cytotoxic_kill_growth_exponent"}
+    assert earlier.get("radiotherapy.doomed_clearance_per_day") == math.inf
+    fitted = set(pm.CALIBRATED_KEYS) | {"tumour.cytotoxic_kill_growth_exponent", "radiotherapy.doomed_clearance_per_day"}
     a, b = flatten(default.raw), flatten(earlier.raw)
     assert a.keys() == b.keys()
     differ = {k for k in a if a[k] != b[k]}

@@ -293,10 +293,72 @@ def test_chemoradiation_kills_by_the_linear_quadratic_model_only(model):
     assert int(fractions[both].min()) >= 25  # most of the 30 fractions, whatever the holds
     alpha, d = lat.radio_alpha_per_gy, 2.0
     lq = quiet.drug_class("radiotherapy")["potency_per_day"] * (alpha * d + alpha / quiet.get("radiotherapy.alpha_beta_gy") * d * d)
-    delta = sld_to_log_volume(without.record.sld_true_mm[-1]) - sld_to_log_volume(with_rt.record.sld_true_mm[-1])
+    # the living burden (what grows); scans also see the killed, not yet cleared volume (below)
+    delta = without.final_log_volume - with_rt.final_log_volume
     assert torch.allclose(delta[both], (fractions * lq)[both], rtol=0.0, atol=1e-9)
-    # a stage III tumour is not eradicated by 60 Gy: the median diameter sum keeps over a tenth
-    assert float((with_rt.record.sld_true_mm[-1][both] / lat.baseline_sld_mm[both]).median()) > 0.1
+    # a stage III tumour is not eradicated by 60 Gy: the median living diameter sum keeps over a tenth
+    assert float((log_volume_to_sld(with_rt.final_log_volume[both]) / lat.baseline_sld_mm[both]).median()) > 0.1
+
+
+@pytest.mark.parametrize("rate", [0.027, 0.2, math.inf])
+def test_radiotherapy_kill_stays_on_scans_until_cleared(model, rate):
+    """With the cytotoxic drugs' kill off, a patient on chemoradiation has living volume
+    L(t) = L(0) exp(g t - q x fractions before t) and the scanned volume is L(t) plus each
+    fraction's kill, L(s) e^g (1 - e^-q), decayed by exp(-rate (t - s)): a closed-form sum
+    computed here in numpy, against the simulator's recursive doomed volume. An infinite rate is
+    the model without the compartment (scans see the living volume only)."""
+    quiet = pm.with_values(_without_stops(model.params), {
+        "radiotherapy.doomed_clearance_per_day": rate,
+        **{f"drug_classes.{c}.potency_per_day": 0.0 for c in ("platinum", "taxane")},
+    })
+    pop, lat = model.draw(torch.arange(60))
+    days = 90
+    out = _run(model, pop, lat, "chemoradiation", days, params=quiet, scan_days=())
+    ok = out.record.alive.all(0).numpy()
+    assert ok.sum() > 50
+    rt = DRUG_NAMES.index("thoracic_rt")
+    frac = ((out.record.drugs_given.to(torch.int64) >> rt) & 1).numpy().astype(float)  # (days, rows)
+    g = lat.growth_rate_per_day.numpy()
+    alpha = lat.radio_alpha_per_gy.numpy()
+    q = alpha * 2.0 + alpha / quiet.get("radiotherapy.alpha_beta_gy") * 4.0
+    log_l0 = sld_to_log_volume(lat.baseline_sld_mm).numpy()
+    before = np.vstack([np.zeros((1, len(g))), np.cumsum(frac, 0)[:-1]])  # fractions before day t
+    t = np.arange(days)[:, None]
+    living = np.exp(log_l0 + g * t - q * before)  # (days, rows), at the start of day t
+    killed = living * np.exp(g) * -np.expm1(-q) * frac  # killed on day s
+    decay = np.exp(-rate * np.clip(t - t.T, 1, None)) * (t > t.T)  # [t, s]: e^{-rate (t - s)}, s < t
+    doomed = decay @ killed if math.isfinite(rate) else np.zeros_like(living)
+    seen = np.log(living + doomed)
+    got = sld_to_log_volume(out.record.sld_true_mm).numpy()
+    np.testing.assert_allclose(got[:, ok], seen[:, ok], rtol=0.0, atol=1e-9)
+    np.testing.assert_allclose(out.final_log_volume.numpy()[ok], np.log(living[-1] * np.exp(g - q * frac[-1]))[ok], atol=1e-9)
+    if math.isfinite(rate):
+        assert (out.final_doomed_volume.numpy()[ok] > 0).all()
+    else:
+        assert (out.final_doomed_volume.numpy() == 0).all()
+
+
+def test_entrants_carry_their_doomed_volume(model):
+    """Rows entering with a doomed volume D (consolidation after chemoradiation) and no further
+    treatment are seen at L e^(g t) + D e^(-rate t); the living part alone drives death."""
+    quiet = _without_stops(model.params)
+    rate = quiet.get("radiotherapy.doomed_clearance_per_day")
+    pop, lat = model.draw(torch.arange(40))
+    log_l = sld_to_log_volume(lat.baseline_sld_mm * 0.3)
+    doomed = torch.exp(sld_to_log_volume(lat.baseline_sld_mm)) * 0.5
+    zeros = torch.zeros((len(pop), len(DRUG_CLASSES)), dtype=torch.float64)
+    start = Start(log_volume=log_l, class_exposure_days=zeros, doomed_volume=doomed)
+    out = _run(model, pop, lat, "best_supportive_care", 60, params=quiet, scan_days=(), start=start)
+    ok = out.record.alive.all(0)
+    t = torch.arange(60, dtype=torch.float64)[:, None]
+    seen = torch.log(torch.exp(log_l + lat.growth_rate_per_day * t) + doomed * torch.exp(-rate * t))
+    torch.testing.assert_close(sld_to_log_volume(out.record.sld_true_mm)[:, ok], seen[:, ok], rtol=0.0, atol=1e-9)
+    # without the doomed volume the rows die on the same days: the death hazard sees the living burden
+    long = _run(model, pop, lat, "best_supportive_care", 400, params=quiet, scan_days=(), start=start, record=False)
+    bare = _run(model, pop, lat, "best_supportive_care", 400, params=quiet, scan_days=(), record=False,
+                start=dataclasses.replace(start, doomed_volume=None))
+    assert int(long.os_event.sum()) >= 5
+    assert torch.equal(bare.os_days, long.os_days) and torch.equal(bare.os_event, long.os_event)
 
 
 def _with_factors(params, with_chemotherapy: float, after_progression: float):

@@ -116,6 +116,7 @@ def check(raw: Mapping[str, Any], source: str) -> None:
         "radiotherapy.alpha_per_gy_median",
         "radiotherapy.alpha_log_sd",
         "radiotherapy.alpha_beta_gy",
+        "radiotherapy.doomed_clearance_per_day",
         "pharmacokinetics.clearance_log_sd",
         "toxicity.anc_baseline_median",
         "toxicity.anc_baseline_log_sd",

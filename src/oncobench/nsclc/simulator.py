@@ -93,15 +93,19 @@ class Start:
         progressed: the rows enter at progression on the prior line (second-line trials), so the
             death hazard carries ``survival.post_progression_hazard_ratio`` from day 0; False for
             rows entering without progression (consolidation after chemoradiation).
+        doomed_volume: (rows,) cm3 of tumour killed by radiotherapy and not yet cleared (seen on
+            scans, not growing); None = none.
     """
 
     log_volume: torch.Tensor
     class_exposure_days: torch.Tensor
     line: int = 2
     progressed: bool = False
+    doomed_volume: torch.Tensor | None = None
 
     def take(self, index: torch.Tensor) -> "Start":
-        return Start(self.log_volume[index], self.class_exposure_days[index], self.line, self.progressed)
+        doomed = None if self.doomed_volume is None else self.doomed_volume[index]
+        return Start(self.log_volume[index], self.class_exposure_days[index], self.line, self.progressed, doomed)
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,12 @@ class Outcome:
     study_treatment_days: torch.Tensor
     treatment_death: torch.Tensor
     febrile_neutropenia: torch.Tensor
-    progression_log_volume: torch.Tensor  # burden at the study line's progression (NaN if none)
+    progression_log_volume: torch.Tensor  # living burden at the study line's progression (NaN if none)
     progression_class_exposure: torch.Tensor  # (rows, classes) days on each class by then
-    final_log_volume: torch.Tensor
+    progression_doomed_volume: torch.Tensor  # cm3 killed by radiotherapy, not yet cleared, then (NaN if none)
+    final_log_volume: torch.Tensor  # living burden at the end
     final_class_exposure: torch.Tensor
+    final_doomed_volume: torch.Tensor  # cm3 killed by radiotherapy, not yet cleared, at the end
     record: "Record | None" = None
 
     def take(self, index: torch.Tensor) -> "Outcome":
@@ -333,6 +339,9 @@ def simulate(
     rt_potency = params.drug_class("radiotherapy")["potency_per_day"]
     alpha = lat.radio_alpha_per_gy
     ab = rt_par["alpha_beta_gy"]
+    # tumour killed by radiotherapy stays on scans until it is cleared (``doomed``, cm3), at
+    # ``radiotherapy.doomed_clearance_per_day``; an infinite rate clears it on the day it dies
+    clear_rt = math.exp(-rt_par["doomed_clearance_per_day"])
 
     # restrict the drug and class axes to what these rows can receive (the daily cost scales
     # with them); results equal the full axes' up to the rounding of sums over the drug axis
@@ -399,8 +408,12 @@ def simulate(
     undetect = tumour["undetectable_sld_mm"]
     nl_rate = tumour["new_lesion_rate_per_day"]
 
-    # state
+    # state: logv is the living (growing) burden; scans see it plus the doomed volume
     logv = sld_to_log_volume(lat.baseline_sld_mm) if start is None else start.log_volume.clone()
+    doomed = torch.zeros(n, dtype=f64, device=dev)
+    if start is not None and start.doomed_volume is not None:
+        doomed = start.doomed_volume.to(dev, f64).clone()
+    track_doomed = rt_pos is not None or bool((doomed > 0).any())
     line_base_logv = logv.clone()
     alive = torch.ones(n, dtype=torch.bool, device=dev)
     reg = assignment.regimen.to(dev).clone()
@@ -419,6 +432,7 @@ def simulate(
     texp_u = texp[:, used_k].clone()
     resist = torch.exp(-T.resistance[used_k] * texp_u)
     prog_logv = torch.full((n,), float("nan"), dtype=f64, device=dev)
+    prog_doomed = torch.full((n,), float("nan"), dtype=f64, device=dev)
     prog_texp_u = torch.full_like(texp_u, float("nan"))
     fr = toxicity.friberg_initial(lat.anc_baseline_1e9_per_l)
     circ0 = lat.anc_baseline_1e9_per_l
@@ -437,7 +451,7 @@ def simulate(
     new_lesion = torch.zeros(n, dtype=torch.bool, device=dev)
 
     # measurement / RECIST (baseline scan on day 0)
-    baseline_mm = _measure(logv, keys[ModelStream.SCAN], 0, meas, undetect)
+    baseline_mm = _measure(_seen(logv, doomed, track_doomed), keys[ModelStream.SCAN], 0, meas, undetect)
     nadir_mm = baseline_mm.clone()
     last_code = torch.full((n,), SD, dtype=torch.int64, device=dev)
     progressed_any = torch.full((n,), start is not None and start.progressed, dtype=torch.bool, device=dev)
@@ -488,10 +502,10 @@ def simulate(
         disc_t = w_t * economics.DAYS_PER_YEAR
         # ---- state at the start of day t; scan and RECIST ---------------------------------------
         if rec is not None:
-            rec.day(t, logv, fr[:, 4], reg, line_idx, alive)
+            rec.day(t, _seen(logv, doomed, track_doomed), fr[:, 4], reg, line_idx, alive)
         pd_now = torch.zeros_like(alive)
         if t in scans:
-            m = _measure(logv, keys[ModelStream.SCAN], t, meas, undetect)
+            m = _measure(_seen(logv, doomed, track_doomed), keys[ModelStream.SCAN], t, meas, undetect)
             code = recist.classify(m, baseline_mm, nadir_mm, new_lesion).to(torch.int64)
             scanned = alive if scan_table is None else alive & scan_table[row_schedule, t]
             nadir_mm = torch.where(scanned, torch.minimum(nadir_mm, m), nadir_mm)
@@ -511,6 +525,7 @@ def simulate(
                 rec.scan(t, m, code, scanned)
             study_pd = pd_now & (line_idx == 0) & ~pfs_event
             prog_logv = torch.where(study_pd, logv, prog_logv)
+            prog_doomed = torch.where(study_pd, doomed, prog_doomed)
             prog_texp_u = torch.where(study_pd.unsqueeze(1), texp_u, prog_texp_u)
             pfs_days = torch.where(study_pd, torch.full_like(pfs_days, t), pfs_days)
             pfs_event |= study_pd
@@ -593,7 +608,13 @@ def simulate(
         texp_u += active
         step = growth - kill
         if rt_gy is not None:
-            step = step - rt_potency * (alpha * rt_gy + (alpha / ab) * rt_gy * rt_gy)
+            rt_kill = rt_potency * (alpha * rt_gy + (alpha / ab) * rt_gy * rt_gy)
+            # the cells a fraction kills die over the following weeks: doomed, not living
+            killed = torch.exp(logv + step) * -torch.expm1(-rt_kill)
+            doomed = torch.where(alive, (doomed + killed) * clear_rt, doomed)
+            step = step - rt_kill
+        elif track_doomed:
+            doomed = torch.where(alive, doomed * clear_rt, doomed)
         logv = torch.where(alive, (logv + step).clamp(min=floor_logv), logv)
         # ---- myelosuppression (Friberg) and adverse events ------------------------------------
         effect = intensity @ myelo
@@ -703,8 +724,10 @@ def simulate(
         febrile_neutropenia=fn_any,
         progression_log_volume=prog_logv,
         progression_class_exposure=prog_texp,
+        progression_doomed_volume=prog_doomed,
         final_log_volume=logv,
         final_class_exposure=texp,
+        final_doomed_volume=doomed,
         record=rec.finish() if rec is not None else None,
     )
 
@@ -765,6 +788,11 @@ def _friberg_rk4(fr: torch.Tensor, effect: torch.Tensor, circ0: torch.Tensor, su
         k4 = rhs(*(yi + h * ki for yi, ki in zip(y, k3)))
         y = [yi + (h / 6.0) * (a + 2.0 * b + 2.0 * c + d) for yi, a, b, c, d in zip(y, k1, k2, k3, k4)]
     return torch.stack(y, dim=1)
+
+
+def _seen(logv: torch.Tensor, doomed: torch.Tensor, track: bool) -> torch.Tensor:
+    """Log volume a scan sees: the living burden plus the doomed volume (when there is one)."""
+    return torch.logaddexp(logv, torch.log(doomed)) if track else logv
 
 
 def _measure(logv: torch.Tensor, keys: torch.Tensor, day: int, meas, undetect: float) -> torch.Tensor:

@@ -142,10 +142,21 @@ def _prior_start(
     )
     if spec.line.at == "progression":
         ok = out.pfs_event & (out.os_days > out.pfs_days)
-        start = Start(log_volume=out.progression_log_volume, class_exposure_days=out.progression_class_exposure, line=2, progressed=True)
+        start = Start(
+            log_volume=out.progression_log_volume,
+            class_exposure_days=out.progression_class_exposure,
+            line=2,
+            progressed=True,
+            doomed_volume=out.progression_doomed_volume,
+        )
     else:
         ok = ~out.pfs_event & ~out.os_event
-        start = Start(log_volume=out.final_log_volume, class_exposure_days=out.final_class_exposure, line=2)
+        start = Start(
+            log_volume=out.final_log_volume,
+            class_exposure_days=out.final_class_exposure,
+            line=2,
+            doomed_volume=out.final_doomed_volume,
+        )
     return ok, start
 
 

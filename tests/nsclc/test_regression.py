@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,3 +61,18 @@ def test_calibrate_radiotherapy_command_writes_the_fitted_rate(tmp_path):
     assert len(changed) <= 1 and all("doomed_clearance_per_day" in line for line in changed)
     log_text = out.with_suffix(".log").read_text()
     assert "oncobench calibrate-radiotherapy: seed" in log_text and f"{rg.KEY} = {rate:.5g}" in log_text
+
+
+
+def test_parameter_file_rewrites_an_infinite_rate_both_ways(tmp_path):
+    """The fit 5 file's `.inf` (no doomed volume) is a YAML float that `write_values` replaces,
+    and an infinite value is written back as `.inf` (Python's "inf" would load as a string)."""
+    from oncobench.nsclc.calibration import write_values
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "nsclc_model_fit5.yaml").read_text()
+    finite, back = tmp_path / "finite.yaml", tmp_path / "back.yaml"
+    finite.write_text(write_values(text, {rg.KEY: 0.027}))
+    assert pm.load_parameters(finite).get(rg.KEY) == 0.027
+    back.write_text(write_values(finite.read_text(), {rg.KEY: math.inf}))
+    assert back.read_text() == text
+    assert pm.load_parameters(back).get(rg.KEY) == math.inf

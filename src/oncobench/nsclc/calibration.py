@@ -500,6 +500,9 @@ def fitted_values(params: ModelParameters) -> dict[str, float]:
     return {k: float(params.get(k)) for k in pm.CALIBRATED_KEYS}
 
 
+_YAML_NUMBER = r"([-+]?\.(?:inf|Inf|INF)|[-0-9.eE+]+)"  # a YAML float, infinity included (`.inf`)
+
+
 def write_values(text: str, values: dict[str, float]) -> str:
     """Rewrite ``values`` (dotted keys) into the parameter YAML ``text``, keeping its comments.
 
@@ -519,11 +522,11 @@ def write_values(text: str, values: dict[str, float]) -> str:
             if not in_section:
                 continue
             if len(parts) == 3:
-                m = re.match(rf"^(\s+{re.escape(parts[1])}:\s*\{{.*?\b{re.escape(parts[2])}:\s*)([-0-9.eE+]+)", line)
+                m = re.match(rf"^(\s+{re.escape(parts[1])}:\s*\{{.*?\b{re.escape(parts[2])}:\s*){_YAML_NUMBER}", line)
             else:
-                m = re.match(rf"^(\s+{re.escape(parts[1])}:\s*)([-0-9.eE+]+)", line)
+                m = re.match(rf"^(\s+{re.escape(parts[1])}:\s*){_YAML_NUMBER}", line)
             if m:
-                lines[i] = line[: m.start(2)] + f"{value:.5g}" + line[m.end(2) :]
+                lines[i] = line[: m.start(2)] + (".inf" if value == math.inf else f"{value:.5g}") + line[m.end(2) :]
                 done = True
                 break
         if not done:

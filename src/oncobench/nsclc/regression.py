@@ -95,6 +95,10 @@ def volume_ratios(params: ModelParameters, library: RegimenLibrary, pop: popmod.
     among patients alive then, on the ``chemoradiation`` regimen (the scan of each fraction's
     morning, before its dose)."""
     days = fraction_days(library)
+    last = max(WALD_2017_MEDIAN_GTV_CM3)
+    if len(days) < last:
+        raise ValueError(f"regimen '{REGIMEN}' gives {len(days)} radiotherapy fractions in its first phase; "
+                         f"the regression fit compares fractions 1 to {last} (60 Gy in 30 x 2 Gy)")
     wanted = {f: days[f - 1] for f in WALD_2017_MEDIAN_GTV_CM3}
     n = len(pop)
     dev = pop.patient_id.device

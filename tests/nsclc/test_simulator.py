@@ -293,11 +293,55 @@ def test_chemoradiation_kills_by_the_linear_quadratic_model_only(model):
     assert int(fractions[both].min()) >= 25  # most of the 30 fractions, whatever the holds
     alpha, d = lat.radio_alpha_per_gy, 2.0
     lq = quiet.drug_class("radiotherapy")["potency_per_day"] * (alpha * d + alpha / quiet.get("radiotherapy.alpha_beta_gy") * d * d)
-    # the living burden (what grows); scans also see the killed, not yet cleared volume (below)
-    delta = without.final_log_volume - with_rt.final_log_volume
+    # the living burden (what grows; below the volume floor by its clonogen depth); scans also
+    # see the killed, not yet cleared volume (below); eradicated tumours have no log volume
+    living = with_rt.final_log_volume + with_rt.final_clonogen_depth
+    both &= torch.isfinite(living) & (without.final_clonogen_depth == 0)
+    delta = without.final_log_volume - living
     assert torch.allclose(delta[both], (fractions * lq)[both], rtol=0.0, atol=1e-9)
     # a stage III tumour is not eradicated by 60 Gy: the median living diameter sum keeps over a tenth
     assert float((log_volume_to_sld(with_rt.final_log_volume[both]) / lat.baseline_sld_mm[both]).median()) > 0.1
+
+
+def test_radiotherapy_eradicates_with_the_poisson_tumour_control_probability(model):
+    """Identical tumours (growth g, baseline L0) on 60 Gy with drug kill off: below the volume
+    floor the simulator tracks the clonogens exactly (log volume L0 + g (t + 1) - q x fractions
+    given by day t), and a tumour is eradicated with probability exp(-N) of the N = density x
+    volume clonogens left after the last fraction (Poisson TCP), then never regrows. q is chosen
+    so that N = 1 (TCP 0.37); at n = 4000 the binomial SE is 0.0076, 0.03 is four of them."""
+    quiet = pm.with_values(_without_stops(model.params), {
+        **{f"drug_classes.{c}.potency_per_day": 0.0 for c in ("platinum", "taxane")},
+        "survival.baseline_per_day": 1e-12,
+    })
+    n, days, g = 4000, 200, 0.004
+    pop, lat = model.draw(torch.arange(n))
+    sld0 = 40.0
+    log_l0 = float(sld_to_log_volume(torch.tensor(sld0, dtype=torch.float64)))
+    density = quiet.get("radiotherapy.clonogens_per_cm3")
+    frac_days = [d for w in range(6) for d in range(7 * w, 7 * w + 5)]  # day 0 = Monday, 30 fractions
+    last = frac_days[-1]
+    q = (log_l0 + g * (last + 1) + math.log(density)) / 30  # N = 1 after the last fraction
+    ab = quiet.get("radiotherapy.alpha_beta_gy")
+    alpha = q / (2.0 + 4.0 / ab) / quiet.drug_class("radiotherapy")["potency_per_day"]
+    lat = dataclasses.replace(
+        lat,
+        growth_rate_per_day=torch.full((n,), g, dtype=torch.float64),
+        baseline_sld_mm=torch.full((n,), sld0, dtype=torch.float64),
+        radio_alpha_per_gy=torch.full((n,), alpha, dtype=torch.float64),
+    )
+    out = _run(model, pop, lat, "chemoradiation", days, params=quiet, scan_days=())
+    assert bool(out.record.alive.all())
+    rt = DRUG_NAMES.index("thoracic_rt")
+    given = ((out.record.drugs_given.to(torch.int64) >> rt) & 1).sum(0)
+    assert bool((given == 30).all())
+    gone = torch.isneginf(out.final_clonogen_depth)
+    assert abs(float(gone.double().mean()) - math.exp(-1.0)) < 0.03
+    floor = float(sld_to_log_volume(torch.tensor(0.1, dtype=torch.float64)))
+    assert bool((out.final_log_volume[gone] == floor).all())  # eradicated: never regrows
+    expected = log_l0 + g * days - 30 * q  # the survivors' clonogens at the end (below the floor)
+    assert expected < floor
+    living = out.final_log_volume[~gone] + out.final_clonogen_depth[~gone]
+    assert torch.allclose(living, torch.full_like(living, expected), rtol=0.0, atol=1e-9)
 
 
 @pytest.mark.parametrize("rate", [0.027, 0.2, math.inf])
@@ -329,6 +373,8 @@ def test_radiotherapy_kill_stays_on_scans_until_cleared(model, rate):
     decay = np.exp(-rate * np.clip(t - t.T, 1, None)) * (t > t.T)  # [t, s]: e^{-rate (t - s)}, s < t
     doomed = decay @ killed if math.isfinite(rate) else np.zeros_like(living)
     seen = np.log(living + doomed)
+    ok &= (np.log(living) > sld_to_log_volume(torch.tensor(0.1)).item() + 1.0).all(0)  # above the volume floor
+    assert ok.sum() > 40
     got = sld_to_log_volume(out.record.sld_true_mm).numpy()
     np.testing.assert_allclose(got[:, ok], seen[:, ok], rtol=0.0, atol=1e-9)
     np.testing.assert_allclose(out.final_log_volume.numpy()[ok], np.log(living[-1] * np.exp(g - q * frac[-1]))[ok], atol=1e-9)
@@ -359,6 +405,33 @@ def test_entrants_carry_their_doomed_volume(model):
                 start=dataclasses.replace(start, doomed_volume=None))
     assert int(long.os_event.sum()) >= 5
     assert torch.equal(bare.os_days, long.os_days) and torch.equal(bare.os_event, long.os_event)
+
+
+def test_entrants_carry_their_clonogen_depth(model):
+    """Rows entering below the volume floor (after chemoradiation, consolidation) regrow from
+    there, L_floor + depth + g t, and are seen only once above the floor; eradicated rows
+    (depth -inf) stay at the floor; rows without a depth are the model before it, unchanged."""
+    quiet = _without_stops(model.params)
+    pop, lat = model.draw(torch.arange(30))
+    floor = sld_to_log_volume(torch.tensor(0.1, dtype=torch.float64))
+    n, days = len(pop), 400
+    depth = torch.full((n,), -1.0, dtype=torch.float64)
+    depth[::3] = -math.inf
+    zeros = torch.zeros((n, len(DRUG_CLASSES)), dtype=torch.float64)
+    start = Start(log_volume=torch.full((n,), float(floor), dtype=torch.float64), class_exposure_days=zeros,
+                  clonogen_depth=depth)
+    out = _run(model, pop, lat, "best_supportive_care", days, params=quiet, scan_days=(), start=start)
+    ok = out.record.alive.all(0)
+    assert int(ok.sum()) > 20
+    t = torch.arange(days, dtype=torch.float64)[:, None]
+    living = (floor + depth + lat.growth_rate_per_day * t).clamp(min=float(floor))
+    torch.testing.assert_close(sld_to_log_volume(out.record.sld_true_mm)[:, ok], living[:, ok], rtol=0.0, atol=1e-9)
+    assert bool(torch.isneginf(out.final_clonogen_depth[::3]).all())
+    bare = _run(model, pop, lat, "best_supportive_care", days, params=quiet, scan_days=(),
+                start=dataclasses.replace(start, clonogen_depth=None))
+    same = _run(model, pop, lat, "best_supportive_care", days, params=quiet, scan_days=(),
+                start=dataclasses.replace(start, clonogen_depth=torch.zeros(n, dtype=torch.float64)))
+    assert torch.equal(bare.record.sld_true_mm, same.record.sld_true_mm)
 
 
 def _with_factors(params, with_chemotherapy: float, after_progression: float):

@@ -29,12 +29,14 @@ class ModelStream(enum.IntEnum):
     RADIO_ALPHA = 64
     ANC_BASELINE = 65
     CLEARANCE = 66
+    RADIOSENSITIVE = 67
     DEATH = 70
     ADVERSE_EVENT = 71
     FEBRILE_NEUTROPENIA = 72
     NEW_LESION = 73
     SCAN = 74
     PATHWAY = 75
+    ERADICATION = 76
     ALLOCATION = 77
     DROPOUT = 78
     ENROLMENT = 79
@@ -140,9 +142,15 @@ def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> L
     context = immune_context_responder(seed, pop, params)
 
     rt = params.section("radiotherapy")
-    alpha = _lognormal(
-        seed, ModelStream.RADIO_ALPHA, pid, torch.full_like(growth, rt["alpha_per_gy_median"]), rt["alpha_log_sd"]
+    # two kinds of tumour: a share as radiosensitive as early-stage disease, the rest around the
+    # median of Geng 2017; the same log-normal spread around either median
+    radiosensitive = rng.uniform(rng.patient_keys(seed, ModelStream.RADIOSENSITIVE, pid), 0) < rt["radiosensitive_share"]
+    alpha_median = torch.where(
+        radiosensitive,
+        torch.full_like(growth, rt["radiosensitive_alpha_per_gy_median"]),
+        torch.full_like(growth, rt["alpha_per_gy_median"]),
     )
+    alpha = _lognormal(seed, ModelStream.RADIO_ALPHA, pid, alpha_median, rt["alpha_log_sd"])
     tox = params.section("toxicity")
     anc0 = _lognormal(
         seed, ModelStream.ANC_BASELINE, pid, torch.full_like(growth, tox["anc_baseline_median"]), tox["anc_baseline_log_sd"]

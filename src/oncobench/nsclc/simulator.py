@@ -95,6 +95,8 @@ class Start:
             rows entering without progression (consolidation after chemoradiation).
         doomed_volume: (rows,) cm3 of tumour killed by radiotherapy and not yet cleared (seen on
             scans, not growing); None = none.
+        clonogen_depth: (rows,) log units by which radiotherapy has taken the living tumour below
+            the volume floor (<= 0; -inf = eradicated); None = none.
     """
 
     log_volume: torch.Tensor
@@ -102,10 +104,12 @@ class Start:
     line: int = 2
     progressed: bool = False
     doomed_volume: torch.Tensor | None = None
+    clonogen_depth: torch.Tensor | None = None
 
     def take(self, index: torch.Tensor) -> "Start":
         doomed = None if self.doomed_volume is None else self.doomed_volume[index]
-        return Start(self.log_volume[index], self.class_exposure_days[index], self.line, self.progressed, doomed)
+        depth = None if self.clonogen_depth is None else self.clonogen_depth[index]
+        return Start(self.log_volume[index], self.class_exposure_days[index], self.line, self.progressed, doomed, depth)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ class Outcome:
     final_log_volume: torch.Tensor  # living burden at the end
     final_class_exposure: torch.Tensor
     final_doomed_volume: torch.Tensor  # cm3 killed by radiotherapy, not yet cleared, at the end
+    final_clonogen_depth: torch.Tensor  # log units below the volume floor at the end (-inf = eradicated)
     record: "Record | None" = None
 
     def take(self, index: torch.Tensor) -> "Outcome":
@@ -325,7 +330,7 @@ def simulate(
     pid = pop.patient_id
     keys = {s: rng.patient_keys(seed, s, pid, replicate) for s in (
         ModelStream.DEATH, ModelStream.ADVERSE_EVENT, ModelStream.FEBRILE_NEUTROPENIA,
-        ModelStream.NEW_LESION, ModelStream.SCAN, ModelStream.PATHWAY)}
+        ModelStream.NEW_LESION, ModelStream.SCAN, ModelStream.PATHWAY, ModelStream.ERADICATION)}
     tumour, meas, tox, surv = (params.section(s) for s in ("tumour", "measurement", "toxicity", "survival"))
     rt_par = params.section("radiotherapy")
     probs = params.get("pathway.next_line_probability")
@@ -414,6 +419,17 @@ def simulate(
     if start is not None and start.doomed_volume is not None:
         doomed = start.doomed_volume.to(dev, f64).clone()
     track_doomed = rt_pos is not None or bool((doomed > 0).any())
+    # Radiotherapy can take the living tumour below the volume floor, which only keeps the log
+    # volume finite: ``depth`` (<= 0) is how far below it the surviving clonogens are. Only a
+    # radiotherapy fraction opens it (a tumour that drugs alone shrink stays clamped at the floor,
+    # as before); once open, growth and drug kill move it too. The tumour is
+    # eradicated, for good (depth -inf), when its clonogens fall below an Exp(1) threshold: the
+    # Poisson tumour-control probability exp(-N) of N expected surviving clonogens.
+    depth = torch.zeros(n, dtype=f64, device=dev)
+    if start is not None and start.clonogen_depth is not None:
+        depth = start.clonogen_depth.to(dev, f64).clone()
+    track_depth = rt_pos is not None or bool((depth < 0).any())
+    log_cure = torch.log(_exp_threshold(keys[ModelStream.ERADICATION], 0) / rt_par["clonogens_per_cm3"])
     line_base_logv = logv.clone()
     alive = torch.ones(n, dtype=torch.bool, device=dev)
     reg = assignment.regimen.to(dev).clone()
@@ -615,6 +631,14 @@ def simulate(
             step = step - rt_kill
         elif track_doomed:
             doomed = torch.where(alive, doomed * clear_rt, doomed)
+        if track_depth:
+            deep = alive & (depth < 0)
+            if rt_gy is not None:
+                deep = deep | (alive & (rt_kill > 0))
+            true_new = logv + depth + step
+            depth = torch.where(deep, (true_new - floor_logv).clamp(max=0.0), depth)
+            depth = torch.where(deep & (true_new < log_cure), torch.full_like(depth, -math.inf), depth)
+            step = torch.where(deep, true_new - logv, step)
         logv = torch.where(alive, (logv + step).clamp(min=floor_logv), logv)
         # ---- myelosuppression (Friberg) and adverse events ------------------------------------
         effect = intensity @ myelo
@@ -728,6 +752,7 @@ def simulate(
         final_log_volume=logv,
         final_class_exposure=texp,
         final_doomed_volume=doomed,
+        final_clonogen_depth=depth,
         record=rec.finish() if rec is not None else None,
     )
 

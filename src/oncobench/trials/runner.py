@@ -156,6 +156,7 @@ def _prior_start(
             class_exposure_days=out.final_class_exposure,
             line=2,
             doomed_volume=out.final_doomed_volume,
+            clonogen_depth=out.final_clonogen_depth,
         )
     return ok, start
 

@@ -560,6 +560,37 @@ def _calibrate_radiotherapy(args: argparse.Namespace, cfg: Config) -> None:
     log.info("fitted parameters -> %s", args.out)
 
 
+def _calibrate_stage_iii_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
+    p.add_argument("--out", type=Path, required=True, help="parameter file with the fitted values (same format, comments kept)")
+    p.add_argument("--n", type=int, default=4000, help="stage III patients simulated on chemoradiation for five years")
+
+
+@command("calibrate-stage-iii", _calibrate_stage_iii_args)
+def _calibrate_stage_iii(args: argparse.Namespace, cfg: Config) -> None:
+    """Fit the radiosensitive share of tumours to RTOG 0617's 60 Gy arm (nsclc.stage_iii)."""
+    from importlib import resources
+
+    from oncobench.io import atomic_write_text
+    from oncobench.nsclc import calibration, stage_iii
+    from oncobench.nsclc.params import SHIPPED, load_parameters
+    from oncobench.nsclc.regimens import load_library
+
+    source = args.parameters or (Path(cfg.nsclc.parameters) if cfg.nsclc.parameters else None)
+    params = load_parameters(source)
+    text = source.read_text() if source is not None else resources.files("oncobench").joinpath(SHIPPED).read_text()
+    started = time.time()
+    fit = stage_iii.fit_stage_iii(
+        params, load_library(cfg.nsclc.regimens), seed=cfg.seed, n=args.n, device=resolve_device(cfg.device)
+    )
+    atomic_write_text(args.out, calibration.write_values(text, {stage_iii.KEY: fit.share}))
+    footer = [f"oncobench calibrate-stage-iii: seed {cfg.seed}, {args.n} patients, {time.time() - started:.0f} s", *fit.lines()]
+    atomic_write_text(args.out.with_suffix(".log"), "\n".join(footer) + "\n")
+    for line in fit.lines():
+        log.info("%s", line)
+    log.info("fitted parameters -> %s", args.out)
+
+
 def _calibration_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parameters", type=Path, default=None, help="parameter file to report (default: nsclc.parameters)")
     p.add_argument("--replicates", type=int, default=100, help="replicates of each trial")

@@ -140,7 +140,9 @@ def test_shipped_calibration_reproduces_its_four_trials():
 def test_earlier_default_differs_from_the_shipped_one_only_in_fitted_keys():
     """docs/nsclc_model_fit5.yaml (the default before the Norton-Simon model) is the shipped default
     with the Norton-Simon exponent off, no doomed volume after radiotherapy (an infinite clearance
-    rate) and the calibrated keys of fit 5: every other value must equal the shipped default's."""
+    rate), no radiosensitive share (before its fit to RTOG 0617, nsclc.stage_iii) and the
+    calibrated keys of fit 5: every other value must equal the shipped default's."""
+    from oncobench.nsclc import regression, stage_iii
     from oncobench.tracking import flatten
 
     earlier = pm.load_parameters(CALIBRATION_REPORT.parent / "nsclc_model_fit5.yaml")
@@ -148,7 +150,8 @@ def test_earlier_default_differs_from_the_shipped_one_only_in_fitted_keys():
     assert default.get("tumour.cytotoxic_kill_growth_exponent") == 1.0
     assert earlier.get("tumour.cytotoxic_kill_growth_exponent") == 0.0
     assert earlier.get("radiotherapy.doomed_clearance_per_day") == math.inf
-    fitted = set(pm.CALIBRATED_KEYS) | {"tumour.cytotoxic_kill_growth_exponent", "radiotherapy.doomed_clearance_per_day"}
+    assert earlier.get("radiotherapy.radiosensitive_share") == 0.0
+    fitted = set(pm.CALIBRATED_KEYS) | {stage_iii.KEY, regression.KEY, "tumour.cytotoxic_kill_growth_exponent"}
     a, b = flatten(default.raw), flatten(earlier.raw)
     assert a.keys() == b.keys()
     differ = {k for k in a if a[k] != b[k]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,17 +38,33 @@ def test_radiosensitive_share_moves_a_share_of_tumours_to_the_early_stage_median
     assert torch.allclose(mixed[moved], base[moved] * ratio, rtol=1e-12, atol=0)
 
 
-def test_shipped_stage_iii_reproduces_rtog_0617_and_the_earlier_model_did_not(library):
-    """At n = 1000 (another seed than the fit's): the 5-year rate's binomial SE is 0.015, so 0.06 is
-    four of them; the KM median's SE is about 1.3 months at a median of 28.7 (exponential
-    approximation, 1 / (2 f(m) sqrt(n))), so 0.2 in log units is about four. Before the fit
-    (no radiosensitive share) fewer than 10% lived five years (3.1% at n = 4000)."""
-    params = pm.load_parameters()
+STAGE_III_FILE = Path(__file__).resolve().parents[2] / "docs" / "nsclc_model_stage_iii.yaml"
+
+
+def test_stage_iii_file_is_the_default_with_the_two_fitted_values():
+    """docs/nsclc_model_stage_iii.yaml differs from the shipped default only in the fitted share
+    and the clearance rate refitted after it (the default keeps share 0: README, verify gate)."""
+    from oncobench.nsclc.regression import KEY as CLEARANCE
+    from oncobench.tracking import flatten
+
+    fitted, default = flatten(pm.load_parameters(STAGE_III_FILE).raw), flatten(pm.load_parameters().raw)
+    assert fitted.keys() == default.keys()
+    assert {k for k in fitted if fitted[k] != default[k]} == {s3.KEY, CLEARANCE}
+    assert default[s3.KEY] == 0.0 and 0.3 < fitted[s3.KEY] < 0.6
+
+
+def test_stage_iii_file_reproduces_rtog_0617_and_the_default_does_not(library):
+    """docs/nsclc_model_stage_iii.yaml at n = 1000 (another seed than the fit's): the 5-year
+    rate's binomial SE is 0.015, so 0.06 is four of them; the KM median's SE is about 1.3 months
+    at a median of 28.7 (exponential approximation, 1 / (2 f(m) sqrt(n))), so 0.2 in log units is
+    about four. The default (no radiosensitive share) has fewer than 10% alive at five years
+    (3% at n = 4000)."""
+    params = pm.load_parameters(STAGE_III_FILE)
     pop = stage_iii_cohort(3, 1000, torch.device("cpu"))
     now = s3.survival(params, library, pop, seed=3)
     assert abs(now["os_5y"] - s3.RTOG_0617_OS_5Y) < 0.06, now
     assert abs(math.log(now["os_median_months"] / s3.RTOG_0617_OS_MEDIAN_MONTHS)) < 0.2, now
-    before = s3.survival(pm.with_values(params, {s3.KEY: 0.0}), library, pop, seed=3)
+    before = s3.survival(pm.load_parameters(), library, pop, seed=3)
     assert before["os_5y"] < 0.1 and before["os_median_months"] < 22.0, before
 
 

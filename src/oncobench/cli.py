@@ -529,66 +529,60 @@ def _calibrate(args: argparse.Namespace, cfg: Config) -> None:
     log.info("calibrated parameters -> %s", args.out)
 
 
-def _calibrate_radiotherapy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
-    p.add_argument("--out", type=Path, required=True, help="parameter file with the fitted rate (same format, comments kept)")
-    p.add_argument("--n", type=int, default=4000, help="stage III patients simulated on chemoradiation")
+def _single_fit_args(what: str, n_help: str):
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
+        p.add_argument("--out", type=Path, required=True, help=f"parameter file with the fitted {what} (same format, comments kept)")
+        p.add_argument("--n", type=int, default=4000, help=n_help)
+
+    return add
 
 
-@command("calibrate-radiotherapy", _calibrate_radiotherapy_args)
+def _single_fit(args: argparse.Namespace, cfg: Config, name: str, fit_one) -> None:
+    """Shared by the one-number fits: load the starting parameter file, ``fit_one(params, library,
+    seed, n, device)`` -> (key, value, log lines), write the file with that value and its .log."""
+    from importlib import resources
+
+    from oncobench.io import atomic_write_text
+    from oncobench.nsclc import calibration
+    from oncobench.nsclc.params import SHIPPED, load_parameters
+    from oncobench.nsclc.regimens import load_library
+
+    source = args.parameters or (Path(cfg.nsclc.parameters) if cfg.nsclc.parameters else None)
+    params = load_parameters(source)
+    text = source.read_text() if source is not None else resources.files("oncobench").joinpath(SHIPPED).read_text()
+    started = time.time()
+    key, value, lines = fit_one(params, load_library(cfg.nsclc.regimens), cfg.seed, args.n, resolve_device(cfg.device))
+    atomic_write_text(args.out, calibration.write_values(text, {key: value}))
+    footer = [f"oncobench {name}: seed {cfg.seed}, {args.n} patients, {time.time() - started:.0f} s", *lines]
+    atomic_write_text(args.out.with_suffix(".log"), "\n".join(footer) + "\n")
+    for line in lines:
+        log.info("%s", line)
+    log.info("fitted parameters -> %s", args.out)
+
+
+@command("calibrate-radiotherapy", _single_fit_args("rate", "stage III patients simulated on chemoradiation"))
 def _calibrate_radiotherapy(args: argparse.Namespace, cfg: Config) -> None:
     """Fit the clearance rate of tumour killed by radiotherapy to imaging (nsclc.regression)."""
-    from importlib import resources
+    from oncobench.nsclc import regression
 
-    from oncobench.io import atomic_write_text
-    from oncobench.nsclc import calibration, regression
-    from oncobench.nsclc.params import SHIPPED, load_parameters
-    from oncobench.nsclc.regimens import load_library
+    def fit_one(params, library, seed, n, device):
+        fit = regression.fit_doomed_clearance(params, library, seed=seed, n=n, device=device)
+        return regression.KEY, fit.rate_per_day, fit.lines()
 
-    source = args.parameters or (Path(cfg.nsclc.parameters) if cfg.nsclc.parameters else None)
-    params = load_parameters(source)
-    text = source.read_text() if source is not None else resources.files("oncobench").joinpath(SHIPPED).read_text()
-    started = time.time()
-    fit = regression.fit_doomed_clearance(
-        params, load_library(cfg.nsclc.regimens), seed=cfg.seed, n=args.n, device=resolve_device(cfg.device)
-    )
-    atomic_write_text(args.out, calibration.write_values(text, {regression.KEY: fit.rate_per_day}))
-    footer = [f"oncobench calibrate-radiotherapy: seed {cfg.seed}, {args.n} patients, {time.time() - started:.0f} s", *fit.lines()]
-    atomic_write_text(args.out.with_suffix(".log"), "\n".join(footer) + "\n")
-    for line in fit.lines():
-        log.info("%s", line)
-    log.info("fitted parameters -> %s", args.out)
+    _single_fit(args, cfg, "calibrate-radiotherapy", fit_one)
 
 
-def _calibrate_stage_iii_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parameters", type=Path, default=None, help="starting parameter file (default: nsclc.parameters)")
-    p.add_argument("--out", type=Path, required=True, help="parameter file with the fitted values (same format, comments kept)")
-    p.add_argument("--n", type=int, default=4000, help="stage III patients simulated on chemoradiation for five years")
-
-
-@command("calibrate-stage-iii", _calibrate_stage_iii_args)
+@command("calibrate-stage-iii", _single_fit_args("share", "stage III patients simulated on chemoradiation for five years"))
 def _calibrate_stage_iii(args: argparse.Namespace, cfg: Config) -> None:
     """Fit the radiosensitive share of tumours to RTOG 0617's 60 Gy arm (nsclc.stage_iii)."""
-    from importlib import resources
+    from oncobench.nsclc import stage_iii
 
-    from oncobench.io import atomic_write_text
-    from oncobench.nsclc import calibration, stage_iii
-    from oncobench.nsclc.params import SHIPPED, load_parameters
-    from oncobench.nsclc.regimens import load_library
+    def fit_one(params, library, seed, n, device):
+        fit = stage_iii.fit_stage_iii(params, library, seed=seed, n=n, device=device)
+        return stage_iii.KEY, fit.share, fit.lines()
 
-    source = args.parameters or (Path(cfg.nsclc.parameters) if cfg.nsclc.parameters else None)
-    params = load_parameters(source)
-    text = source.read_text() if source is not None else resources.files("oncobench").joinpath(SHIPPED).read_text()
-    started = time.time()
-    fit = stage_iii.fit_stage_iii(
-        params, load_library(cfg.nsclc.regimens), seed=cfg.seed, n=args.n, device=resolve_device(cfg.device)
-    )
-    atomic_write_text(args.out, calibration.write_values(text, {stage_iii.KEY: fit.share}))
-    footer = [f"oncobench calibrate-stage-iii: seed {cfg.seed}, {args.n} patients, {time.time() - started:.0f} s", *fit.lines()]
-    atomic_write_text(args.out.with_suffix(".log"), "\n".join(footer) + "\n")
-    for line in fit.lines():
-        log.info("%s", line)
-    log.info("fitted parameters -> %s", args.out)
+    _single_fit(args, cfg, "calibrate-stage-iii", fit_one)
 
 
 def _calibration_report_args(p: argparse.ArgumentParser) -> None:

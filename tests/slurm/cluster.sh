@@ -197,8 +197,10 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
-# keep finished jobs visible to squeue (the executor's status command) for 5 min
-MinJobAge=300
+# keep finished jobs visible to squeue (the executor's status command) and to the test's
+# `scontrol show job` for a day: the tiny workflow takes longer than 5 min on a slow CI machine
+# and its first jobs (draw_cohort) were purged before the test looked (CI of 19aaead)
+MinJobAge=86400
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from oncobench.inverse.checks import failed
 from oncobench.inverse.problem import DEFECTS, PERTURBED
 from oncobench.nsclc import tables
 from oncobench.nsclc.latent import latent_frame_columns
+from oncobench.nsclc.params import with_values
 
 TINY = Path(__file__).resolve().parents[1] / "workflow" / "tiny_nsclc.yaml"
 GAMMA = 4.0
@@ -97,6 +99,30 @@ def test_theta_is_the_log_latent_and_the_ungated_sensitivity(problem, draw):
         # the stream reproduced here is the one latent.draw_latent gates
         torch.testing.assert_close(torch.log(s[open_]), raw[open_, 0], rtol=0, atol=1e-12)
         torch.testing.assert_close(draw.theta[:, j], raw[:, 0].float(), rtol=0, atol=1e-6)
+
+
+def test_radio_alpha_enters_theta_within_its_kind(problem, draw):
+    # with radiosensitive tumours, alpha has two modes; theta keeps the one log-normal draw
+    share = 0.45
+    mixed = copy.copy(problem)
+    mixed.nsclc = dataclasses.replace(problem.nsclc, params=with_values(problem.nsclc.params, {"radiotherapy.radiosensitive_share": share}))
+    j = problem.parameters.index("log_radio_alpha_within_kind")
+    pop, lat = mixed.nsclc.draw(mixed.patient_ids(N, 0))
+    _, common = problem.nsclc.draw(problem.patient_ids(N, 0))
+    ratio = (lat.radio_alpha_per_gy / common.radio_alpha_per_gy).numpy()
+    shifted = ~np.isclose(ratio, 1.0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(ratio[shifted], 0.305 / 0.04, rtol=1e-12)
+    # the kind is Bernoulli(share): 4 binomial SEs
+    assert abs(shifted.mean() - share) < 4 * np.sqrt(share * (1 - share) / N)
+    shift = inv.radio_kind_shift(mixed.nsclc.seed, pop.patient_id, mixed.nsclc).numpy()
+    np.testing.assert_array_equal(shift != 0, shifted)
+    simulated = mixed.simulate(N, key=0)
+    # log(alpha x 0.305/0.04) - log(0.305/0.04) rounds in float64 before the float32 theta
+    torch.testing.assert_close(simulated.theta[:, j], draw.theta[:, j], rtol=0, atol=1e-6)
+    torch.testing.assert_close(draw.theta[:, j], torch.log(common.radio_alpha_per_gy).float(), rtol=1e-6, atol=0)
+    # the release tables give the same theta (the kind is redrawn from the patient id)
+    cohort, trajectories = _release(mixed, mixed.nsclc, N, key=0)
+    assert torch.equal(mixed.encode(cohort, trajectories).theta, simulated.theta)
 
 
 def test_unknown_defect_is_refused(problem):

@@ -108,6 +108,14 @@ def _lognormal(seed: int, stream: ModelStream, pid: torch.Tensor, median: torch.
     return median * torch.exp(log_sd * z)
 
 
+def radiosensitive_kind(seed: int, patient_id: torch.Tensor, params: ModelParameters) -> torch.Tensor:
+    """(rows,) bool: the tumour is of the radiosensitive kind (median alpha
+    ``radiotherapy.radiosensitive_alpha_per_gy_median``), with probability
+    ``radiotherapy.radiosensitive_share``, from the patient's RADIOSENSITIVE stream."""
+    share = params.section("radiotherapy")["radiosensitive_share"]
+    return rng.uniform(rng.patient_keys(seed, ModelStream.RADIOSENSITIVE, patient_id), 0) < share
+
+
 def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> Latent:
     """Draw the mechanistic parameters of ``pop`` under ``params`` (brief §1, §2, §3)."""
     pid = pop.patient_id
@@ -144,9 +152,8 @@ def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> L
     rt = params.section("radiotherapy")
     # two kinds of tumour: a share as radiosensitive as early-stage disease, the rest around the
     # median of Geng 2017; the same log-normal spread around either median
-    radiosensitive = rng.uniform(rng.patient_keys(seed, ModelStream.RADIOSENSITIVE, pid), 0) < rt["radiosensitive_share"]
     alpha_median = torch.where(
-        radiosensitive,
+        radiosensitive_kind(seed, pid, params),
         torch.full_like(growth, rt["radiosensitive_alpha_per_gy_median"]),
         torch.full_like(growth, rt["alpha_per_gy_median"]),
     )

@@ -40,17 +40,18 @@ probability ``radiotherapy.radiosensitive_share`` (``latent.radiosensitive_kind`
 log-normal around its kind's median, so alpha's prior has two modes 2 log units apart; a
 normalising flow does not reproduce such a prior (with share 0.451, SBC of log alpha failed,
 KS p 1e-8, and so did the C2ST of prior against posterior). theta holds
-``log_radio_alpha_within_kind``: log alpha minus the kind's log shift, the draw the patient
-would have in the common kind, which is one log-normal for every patient. The kind is not a
+``log_radio_alpha_within_kind``: log alpha where the tumour is of the common kind, and for the
+radiosensitive kind the alpha the same draw gives around the common median (redrawn from the
+patient's stream, as the ungated sensitivities are), which is one log-normal for every patient
+and, bit for bit, the theta of the model without that kind. The kind is not a
 label: no first line of the release gives radiotherapy, so neither alpha nor the kind is
-identified (``IDENTIFIABLE``); alpha's posterior is this parameter's posterior shifted by the
-kind's log shift with the prior's probability of the kind.
+identified (``IDENTIFIABLE``); alpha's posterior is this parameter's posterior, multiplied by
+the ratio of the medians with the prior's probability of the kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ from oncobench.inverse.problem import DEFECTS, PERTURBED, Draw
 from oncobench.nsclc import recist, tables
 from oncobench.nsclc import verification as nv
 from oncobench.nsclc.drugs import DRUG_CLASSES, DRUG_NAMES, DRUGS
-from oncobench.nsclc.latent import IMMUNE, Latent, ModelStream, latent_frame_columns, radiosensitive_kind
+from oncobench.nsclc.latent import IMMUNE, Latent, ModelStream, latent_frame_columns, radio_alpha, radiosensitive_kind
 from oncobench.nsclc.model import FACTUAL_REPLICATE, NsclcModel
 from oncobench.nsclc.params import with_values
 from oncobench.nsclc.population import Population
@@ -333,22 +334,24 @@ def ungated_log_sensitivity(seed: int, patient_id: torch.Tensor, model: NsclcMod
     return torch.stack(cols, dim=1)
 
 
-def radio_kind_shift(seed: int, patient_id: torch.Tensor, model: NsclcModel) -> torch.Tensor:
-    """(n,) float64 log(radiosensitive median / common median) for tumours of the radiosensitive
-    kind (``latent.radiosensitive_kind``), 0 for the others: what ``theta_of`` takes from log alpha."""
-    rt = model.params.section("radiotherapy")
-    shift = math.log(rt["radiosensitive_alpha_per_gy_median"] / rt["alpha_per_gy_median"])
-    kind = radiosensitive_kind(seed, patient_id, model.params)
-    return torch.where(kind, shift, 0.0).to(torch.float64)
+def common_kind_alpha(seed: int, patient_id: torch.Tensor, model: NsclcModel) -> torch.Tensor:
+    """(n,) float64 the patient's alpha had the tumour the common kind: the latent alpha where it
+    has (``latent.radiosensitive_kind``), else the same RADIO_ALPHA draw around the common median.
+    The same number, bit for bit, as the latent alpha with no radiosensitive share."""
+    common = torch.zeros(patient_id.shape, dtype=torch.bool, device=patient_id.device)
+    return radio_alpha(seed, patient_id, model.params, common)
 
 
-def theta_of(latents: dict[str, np.ndarray], ungated: np.ndarray, kind_shift: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+def theta_of(
+    latents: dict[str, np.ndarray], ungated: np.ndarray, common_alpha: np.ndarray, classes: tuple[str, ...]
+) -> np.ndarray:
     """(n, D) float32 parameters from the named latent columns (``latent.latent_frame_columns``):
-    log growth rate and log baseline burden, log alpha less the kind's shift ``kind_shift``
-    (:func:`radio_kind_shift`), then the log sensitivity per class (ungated where the gate is
-    closed; module docstring)."""
+    log growth rate and log baseline burden; log alpha within its kind, i.e. log ``common_alpha``
+    (:func:`common_kind_alpha`) where the tumour is of the radiosensitive kind; then the log
+    sensitivity per class (ungated where the gate is closed; module docstring)."""
     cols = [np.log(np.asarray(latents[name[len("log_"):]], dtype=np.float64)) for name in BASE_PARAMETERS[:2]]
-    cols.append(np.log(np.asarray(latents["radio_alpha_per_gy"], dtype=np.float64)) - kind_shift)
+    alpha = np.asarray(latents["radio_alpha_per_gy"], dtype=np.float64)
+    cols.append(np.log(np.where(latents["radiosensitive"], common_alpha, alpha)))
     for i, c in enumerate(classes):
         s = np.asarray(latents[f"sensitivity_{c}"], dtype=np.float64)
         cols.append(np.where(s > 0, np.log(np.where(s > 0, s, 1.0)), ungated[:, i]))
@@ -463,11 +466,12 @@ class NsclcProblem:
         course = concat_courses(courses)
         columns = {k: v.cpu().numpy() for k, v in latent_frame_columns(lat).items()}
         ungated = ungated_log_sensitivity(self.nsclc.seed, pop.patient_id, self.nsclc, self.sensitivity_classes)
-        shift = radio_kind_shift(self.nsclc.seed, pop.patient_id, self.nsclc)
-        return self._encoded(course, columns, ungated.cpu().numpy(), shift.cpu().numpy())
+        columns["radiosensitive"] = radiosensitive_kind(self.nsclc.seed, pop.patient_id, self.nsclc.params).cpu().numpy()
+        common = common_kind_alpha(self.nsclc.seed, pop.patient_id, self.nsclc)
+        return self._encoded(course, columns, ungated.cpu().numpy(), common.cpu().numpy())
 
     def _encoded(
-        self, course: Course, latents: dict[str, np.ndarray] | None, ungated: np.ndarray | None, kind_shift: np.ndarray | None
+        self, course: Course, latents: dict[str, np.ndarray] | None, ungated: np.ndarray | None, common_alpha: np.ndarray | None
     ) -> Draw:
         x = encode_course(course, self.visit_days, self.given_classes)
         # code of each patient's first-line regimen; -1 where it is not a first-line class
@@ -476,7 +480,7 @@ class NsclcProblem:
             theta = np.full((len(course), len(self.parameters)), np.nan, dtype=np.float32)
             label = None
         else:
-            theta = theta_of(latents, ungated, kind_shift, self.sensitivity_classes)
+            theta = theta_of(latents, ungated, common_alpha, self.sensitivity_classes)
             label = torch.as_tensor(np.asarray(latents["immune_responder"], dtype=bool).astype(np.int64))
         return Draw(
             theta=torch.as_tensor(theta),
@@ -498,8 +502,9 @@ class NsclcProblem:
             return self._encoded(course, None, None, None)
         latents = {c[len(p):]: cohort[c].to_numpy() for c in tables.latent_columns()}
         ungated = ungated_log_sensitivity(self.nsclc.seed, torch.as_tensor(pid), self.nsclc, self.sensitivity_classes)
-        shift = radio_kind_shift(self.nsclc.seed, torch.as_tensor(pid), self.nsclc)
-        return self._encoded(course, latents, ungated.numpy(), shift.numpy())
+        latents["radiosensitive"] = radiosensitive_kind(self.nsclc.seed, torch.as_tensor(pid), self.nsclc.params).numpy()
+        common = common_kind_alpha(self.nsclc.seed, torch.as_tensor(pid), self.nsclc)
+        return self._encoded(course, latents, ungated.numpy(), common.numpy())
 
     # ---- causal checks -------------------------------------------------------------------------
     def causal_checks(self, *, defect: str | None = None) -> list[Check]:
@@ -523,6 +528,6 @@ class NsclcProblem:
 
 __all__ = [
     "CHANNELS", "Course", "IDENTIFIABLE", "NsclcProblem", "concat_courses", "course_from_frame", "course_from_record",
-    "encode_course", "planted_latent", "planted_model", "radio_kind_shift", "recorded_days", "summary_frame", "theta_of",
+    "encode_course", "planted_latent", "planted_model", "common_kind_alpha", "recorded_days", "summary_frame", "theta_of",
     "ungated_log_sensitivity",
 ]

@@ -116,6 +116,20 @@ def radiosensitive_kind(seed: int, patient_id: torch.Tensor, params: ModelParame
     return rng.uniform(rng.patient_keys(seed, ModelStream.RADIOSENSITIVE, patient_id), 0) < share
 
 
+def radio_alpha(seed: int, patient_id: torch.Tensor, params: ModelParameters, radiosensitive: torch.Tensor) -> torch.Tensor:
+    """(rows,) float64 radiosensitivity alpha (Gy^-1): log-normal around the median of the kind
+    (``radiosensitive``: the early-stage median, else Geng 2017's), the same spread and the same
+    normal draw of the patient's RADIO_ALPHA stream for either kind."""
+    rt = params.section("radiotherapy")
+    f64 = dict(dtype=torch.float64, device=patient_id.device)
+    median = torch.where(
+        radiosensitive,
+        torch.full(patient_id.shape, rt["radiosensitive_alpha_per_gy_median"], **f64),
+        torch.full(patient_id.shape, rt["alpha_per_gy_median"], **f64),
+    )
+    return _lognormal(seed, ModelStream.RADIO_ALPHA, patient_id, median, rt["alpha_log_sd"])
+
+
 def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> Latent:
     """Draw the mechanistic parameters of ``pop`` under ``params`` (brief §1, §2, §3)."""
     pid = pop.patient_id
@@ -149,15 +163,7 @@ def draw_latent(seed: int, pop: popmod.Population, params: ModelParameters) -> L
 
     context = immune_context_responder(seed, pop, params)
 
-    rt = params.section("radiotherapy")
-    # two kinds of tumour: a share as radiosensitive as early-stage disease, the rest around the
-    # median of Geng 2017; the same log-normal spread around either median
-    alpha_median = torch.where(
-        radiosensitive_kind(seed, pid, params),
-        torch.full_like(growth, rt["radiosensitive_alpha_per_gy_median"]),
-        torch.full_like(growth, rt["alpha_per_gy_median"]),
-    )
-    alpha = _lognormal(seed, ModelStream.RADIO_ALPHA, pid, alpha_median, rt["alpha_log_sd"])
+    alpha = radio_alpha(seed, pid, params, radiosensitive_kind(seed, pid, params))
     tox = params.section("toxicity")
     anc0 = _lognormal(
         seed, ModelStream.ANC_BASELINE, pid, torch.full_like(growth, tox["anc_baseline_median"]), tox["anc_baseline_log_sd"]

@@ -60,7 +60,7 @@ def main() -> None:
               f"(validation losses {losses}), {len(bad)} checks failed")
         for c in bad:
             print("   ", c.reason())
-        cols = ["parameter", "contraction", "z_mean", "z_sd", "r2", "sbc_ks_p"]
+        cols = ["parameter", "contraction", "z_mean", "z_sd", "r2", "sbc_ks_p", "dap_c2st"]
         print(cal.parameters[[c for c in cols if c in cal.parameters.columns]].to_string(index=False), flush=True)
 
 

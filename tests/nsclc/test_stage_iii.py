@@ -38,34 +38,33 @@ def test_radiosensitive_share_moves_a_share_of_tumours_to_the_early_stage_median
     assert torch.allclose(mixed[moved], base[moved] * ratio, rtol=1e-12, atol=0)
 
 
-STAGE_III_FILE = Path(__file__).resolve().parents[2] / "docs" / "nsclc_model_stage_iii.yaml"
+SHARE0_FILE = Path(__file__).resolve().parents[2] / "docs" / "nsclc_model_share0.yaml"
 
 
-def test_stage_iii_file_is_the_default_with_the_two_fitted_values():
-    """docs/nsclc_model_stage_iii.yaml differs from the shipped default only in the fitted share
-    and the clearance rate refitted after it (the default keeps share 0: README, verify gate)."""
+def test_share0_file_is_the_default_without_the_radiosensitive_kind():
+    """docs/nsclc_model_share0.yaml differs from the shipped default only in the share (0) and the
+    clearance rate fitted at share 0 (the default of 82e8cbc to 19aaead)."""
     from oncobench.nsclc.regression import KEY as CLEARANCE
     from oncobench.tracking import flatten
 
-    stage, shipped = pm.load_parameters(STAGE_III_FILE), pm.load_parameters()
-    fitted, default = flatten(stage.raw), flatten(shipped.raw)
-    assert fitted.keys() == default.keys()
-    assert {k for k in fitted if fitted[k] != default[k]} == {s3.KEY, CLEARANCE}
-    assert shipped.get(s3.KEY) == 0.0 and 0.3 < stage.get(s3.KEY) < 0.6
+    earlier, shipped = pm.load_parameters(SHARE0_FILE), pm.load_parameters()
+    before, default = flatten(earlier.raw), flatten(shipped.raw)
+    assert before.keys() == default.keys()
+    assert {k for k in before if before[k] != default[k]} == {s3.KEY, CLEARANCE}
+    assert earlier.get(s3.KEY) == 0.0 and 0.3 < shipped.get(s3.KEY) < 0.6
+    assert earlier.get(CLEARANCE) == 0.026926
 
 
-def test_stage_iii_file_reproduces_rtog_0617_and_the_default_does_not(library):
-    """docs/nsclc_model_stage_iii.yaml at n = 1000 (another seed than the fit's): the 5-year
-    rate's binomial SE is 0.015, so 0.06 is four of them; the KM median's SE is about 1.3 months
-    at a median of 28.7 (exponential approximation, 1 / (2 f(m) sqrt(n))), so 0.2 in log units is
-    about four. The default (no radiosensitive share) has fewer than 10% alive at five years
-    (3% at n = 4000)."""
-    params = pm.load_parameters(STAGE_III_FILE)
+def test_default_reproduces_rtog_0617_and_share0_does_not(library):
+    """The shipped default at n = 1000 (another seed than the fit's): the 5-year rate's binomial
+    SE is 0.015, so 0.06 is four of them; the KM median's SE is about 1.3 months at a median of
+    28.7 (exponential approximation, 1 / (2 f(m) sqrt(n))), so 0.2 in log units is about four.
+    With no radiosensitive share fewer than 10% are alive at five years (3% at n = 4000)."""
     pop = stage_iii_cohort(3, 1000, torch.device("cpu"))
-    now = s3.survival(params, library, pop, seed=3)
+    now = s3.survival(pm.load_parameters(), library, pop, seed=3)
     assert abs(now["os_5y"] - s3.RTOG_0617_OS_5Y) < 0.06, now
     assert abs(math.log(now["os_median_months"] / s3.RTOG_0617_OS_MEDIAN_MONTHS)) < 0.2, now
-    before = s3.survival(pm.load_parameters(), library, pop, seed=3)
+    before = s3.survival(pm.load_parameters(SHARE0_FILE), library, pop, seed=3)
     assert before["os_5y"] < 0.1 and before["os_median_months"] < 22.0, before
 
 

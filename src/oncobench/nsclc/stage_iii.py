@@ -22,7 +22,7 @@ bound. Stage III grows as stage IV does.
 
 The cohort is :func:`oncobench.nsclc.regression.stage_iii_cohort` (western, ECOG 0-1, stage
 IIIA-IIIC). RTOG 0617 ran from 2007 to 2011, before immunotherapy: at progression a patient gets
-``docetaxel`` (the era's second line) instead of the pathway's ``durvalumab_consolidation``, with
+``docetaxel`` (the era's second line) instead of the pathway's chemo-immunotherapy, with
 the pathway's probability of receiving a next line. Differences from the trial, kept: no
 consolidation chemotherapy (the trial gave two cycles of carboplatin-paclitaxel after
 radiotherapy, the library regimen gives none), no radiation toxicity deaths, and a controlled

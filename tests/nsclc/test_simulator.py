@@ -538,3 +538,63 @@ def test_simulator_rk4_is_the_toxicity_module_step():
     ref = toxicity.friberg_step(fr, effect, circ0, toxicity.FRIBERG_MTT_H, toxicity.FRIBERG_GAMMA,
                                 substeps=3, max_drug_effect=MAX_DRUG_EFFECT)
     assert torch.allclose(_friberg_rk4(fr, effect, circ0, 3), ref, rtol=1e-12, atol=0)
+
+
+def _outcome_tensors(out) -> dict[str, torch.Tensor]:
+    values = {f.name: getattr(out, f.name) for f in dataclasses.fields(out) if f.name != "record"}
+    if out.record is not None:
+        values.update({"record." + f.name: getattr(out.record, f.name) for f in dataclasses.fields(out.record)})
+    return values
+
+
+def _assert_bit_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    for name in a:
+        x, y = a[name], b[name]
+        if x.is_floating_point():  # NaN marks "none" (no progression, no scan, after death)
+            assert torch.equal(torch.isnan(x), torch.isnan(y)), name
+            x, y = torch.nan_to_num(x, nan=0.0), torch.nan_to_num(y, nan=0.0)
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("until_progression", [False, True])
+def test_dropping_finished_rows_changes_no_result(model, monkeypatch, until_progression):
+    """The simulator drops dead rows (and, with ``until_study_progression``, rows past their study
+    progression) from the batch as they accumulate. Every result must equal, bit for bit, the run
+    that keeps every row to the end (share 0: never drop) and the run that drops at every death
+    (share 1). Mixed regimens with radiotherapy, chemotherapy, immunotherapy and a crossover rule
+    reach every branch of the day (scans, line switches, adverse events, eradication)."""
+    from oncobench.nsclc import simulator
+
+    n, days = 600, 400
+    pop, lat = model.draw(torch.arange(3_000, 3_000 + n))
+    lib = model.library
+    names = ["chemoradiation", "docetaxel", "pembrolizumab", "cisplatin_pemetrexed", "carboplatin_paclitaxel"]
+    reg = lib.indices(names)[torch.arange(n) % len(names)]
+    cross = torch.where(torch.arange(n) % 3 == 0, lib.index("pembrolizumab"), -1)
+    record = not until_progression
+    runs = {}
+    for share in (0.0, 0.9, 1.0):
+        monkeypatch.setattr(simulator, "COMPACT_SHARE", share)
+        out = simulate(pop, lat, Assignment(reg, cross), Schedule(days=days, scan_days=tuple(range(42, days, 42)), record=record),
+                       model.params, lib, seed=model.seed, until_study_progression=until_progression)
+        runs[share] = _outcome_tensors(out)
+    if until_progression:  # the rest is documented as not meaningful after study progression
+        keep = ("pfs_days", "pfs_event", "progression_log_volume", "progression_class_exposure", "progression_doomed_volume")
+        runs = {s: {k: v[k] for k in keep} for s, v in runs.items()}
+    else:
+        died = runs[0.0]["os_event"]
+        assert 0.3 < float(died.double().mean()) < 0.95  # enough deaths for rows to be dropped
+    _assert_bit_equal(runs[0.0], runs[0.9])
+    _assert_bit_equal(runs[0.0], runs[1.0])
+
+
+def test_a_dead_patient_accrues_no_exposure(model):
+    """Days on a drug class count while alive: a patient who dies with drug still circulating has the
+    exposure of the day of death at the end of the horizon."""
+    n = 400
+    pop, lat = model.draw(torch.arange(5_000, 5_000 + n))
+    long = _run(model, pop, lat, "pembrolizumab_carboplatin_pemetrexed", 300, record=False)
+    short = _run(model, pop, lat, "pembrolizumab_carboplatin_pemetrexed", 150, record=False)
+    died_early = long.os_event & (long.os_days < 100)
+    assert int(died_early.sum()) > 5
+    assert torch.equal(long.final_class_exposure[died_early], short.final_class_exposure[died_early])

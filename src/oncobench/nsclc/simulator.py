@@ -471,8 +471,10 @@ def simulate(
     nadir_mm = baseline_mm.clone()
     last_code = torch.full((n,), SD, dtype=torch.int64, device=dev)
     progressed_any = torch.full((n,), start is not None and start.progressed, dtype=torch.bool, device=dev)
+    responder = lat.immune_context_responder
+    cross = assignment.crossover_regimen.to(dev)
     if has_immune:
-        potency_line = _immune_gated(potency_row, immune_k, lat, T.with_chemotherapy[reg], progressed_any)
+        potency_line = _immune_gated(potency_row, immune_k, responder, T.with_chemotherapy[reg], progressed_any)
 
     # outcomes
     pfs_days = torch.full((n,), float(schedule.days), dtype=f64, device=dev)
@@ -498,6 +500,7 @@ def simulate(
     tx_death = torch.zeros_like(pfs_event)
     fn_any = torch.zeros_like(pfs_event)
 
+    row_schedule = None
     if schedule.row_scan_days is None:
         scans = set(int(d) for d in schedule.scan_days if 0 < int(d) < schedule.days)
         scan_table = None
@@ -508,6 +511,8 @@ def simulate(
             scan_table[i, [d for d in days_ if 0 < d < schedule.days]] = True
         row_schedule = schedule.row_schedule.to(dev)
     rec = _Recorder(schedule.days, n, dev) if schedule.record else None
+    rows = torch.arange(n, device=dev)  # the original index of each row still simulated
+    results = None  # full-size results, once rows have been dropped
     max_phase = dose_tab.shape[1] - 1
     event_days = int(tox["nonheme_event_days"])
 
@@ -552,7 +557,6 @@ def simulate(
             counter = line_idx
             u_next, u_t790m = rng.uniform_pair(keys[ModelStream.PATHWAY], counter)
             nxt = T.next_regimen[reg]
-            cross = assignment.crossover_regimen.to(dev)
             nxt = torch.where((line_idx == 0) & (cross >= 0), cross, nxt)
             t790m_case = T.first_gen_egfr[reg] & (nxt == T.osimertinib) & (u_t790m >= t790m_p)
             nxt = torch.where(t790m_case, torch.full_like(nxt, T.t790m_fallback), nxt)
@@ -581,7 +585,7 @@ def simulate(
             if has_immune:
                 # a line without PD-(L)1 blockade keeps the gate of the line that gave it: the
                 # antibody still circulating (half-lives of weeks) acts in the context it was given in
-                gated = _immune_gated(potency_row, immune_k, lat, T.with_chemotherapy[reg], progressed_any)
+                gated = _immune_gated(potency_row, immune_k, responder, T.with_chemotherapy[reg], progressed_any)
                 regate = moving & T.with_immunotherapy[reg]
                 potency_line = torch.where(regate.unsqueeze(1), gated, potency_line)
         # ---- dosing -------------------------------------------------------------------------
@@ -618,7 +622,7 @@ def simulate(
         if rt_k is not None:
             cls_int[:, rt_k] = (rt_gy > 0).to(f64)
         # ---- tumour -------------------------------------------------------------------------
-        active = cls_int > 1e-3
+        active = (cls_int > 1e-3) & alive.unsqueeze(1)  # a dead patient is exposed to nothing
         kill = (potency_line * cls_int * resist).sum(1)
         resist = torch.where(active, resist * res_decay, resist)
         texp_u += active
@@ -715,11 +719,62 @@ def simulate(
         if rec is not None:
             rec.drugs_of_day(t, dose, bits, alive)
         alive = alive & ~dies
-        if not bool(alive.any()):
+        # ---- drop finished rows ------------------------------------------------------------------
+        # a dead row's results no longer change (nor, with ``until_study_progression``, a row past
+        # its study progression); every step above is per row, so the rows kept are unchanged
+        live = alive & ~pfs_event if until_study_progression else alive
+        n_live = int(live.sum())
+        if n_live == 0:
             break
-        if until_study_progression and not bool((alive & ~pfs_event).any()):
-            break
+        if n_live <= COMPACT_SHARE * len(rows):
+            keep = torch.nonzero(live).squeeze(1)
+            results = _store(results, rows, (
+                pfs_days, pfs_event, os_days, os_event, any_scan, first_pd, sd_seen, confirmed, confirmed_cr,
+                g3_study, g3_day, worst, days_g3, qaly, cost, lines, study_tx_days, tx_death, fn_any,
+                prog_logv, prog_doomed, prog_texp_u, logv, doomed, depth, texp_u
+            ))
+            rows = rows[keep]
+            keys = {s: k[keep] for s, k in keys.items()}
+            (
+                pfs_days, pfs_event, os_days, os_event, any_scan, first_pd, sd_seen, confirmed, confirmed_cr,
+                g3_study, g3_day, worst, days_g3, qaly, cost, lines, study_tx_days, tx_death, fn_any,
+                prog_logv, prog_doomed, prog_texp_u, logv, doomed, depth, texp_u,
+            ) = _take(keep,
+                pfs_days, pfs_event, os_days, os_event, any_scan, first_pd, sd_seen, confirmed, confirmed_cr,
+                g3_study, g3_day, worst, days_g3, qaly, cost, lines, study_tx_days, tx_death, fn_any,
+                prog_logv, prog_doomed, prog_texp_u, logv, doomed, depth, texp_u,
+            )
+            (
+                alive, reg, on_tx, phase, cycle, cday, delay, line_idx, line_start, factor, amount, resist,
+                potency_line, fr, H_death, E_death, H_ae, n_ae, E_ae, H_fn, n_fn, E_fn, H_nl, E_nl,
+                new_lesion, baseline_mm, nadir_mm, last_code, progressed_any, line_base_logv, nonheme_left,
+                fn_left, first_resp,
+            ) = _take(keep,
+                alive, reg, on_tx, phase, cycle, cday, delay, line_idx, line_start, factor, amount, resist,
+                potency_line, fr, H_death, E_death, H_ae, n_ae, E_ae, H_fn, n_fn, E_fn, H_nl, E_nl,
+                new_lesion, baseline_mm, nadir_mm, last_code, progressed_any, line_base_logv, nonheme_left,
+                fn_left, first_resp,
+            )
+            (
+                alpha, mult, decay_row, mean_factor, potency_row, growth, base_log_h, log_cure, circ0, cross,
+                responder, row_schedule,
+            ) = _take(keep,
+                alpha, mult, decay_row, mean_factor, potency_row, growth, base_log_h, log_cure, circ0, cross,
+                responder, row_schedule,
+            )
+            if rec is not None:
+                rec.rows = rows
 
+    if results is not None:  # rows were dropped: every row's results, in the original order
+        (
+            pfs_days, pfs_event, os_days, os_event, any_scan, first_pd, sd_seen, confirmed, confirmed_cr,
+            g3_study, g3_day, worst, days_g3, qaly, cost, lines, study_tx_days, tx_death, fn_any, prog_logv,
+            prog_doomed, prog_texp_u, logv, doomed, depth, texp_u,
+        ) = _store(results, rows, (
+            pfs_days, pfs_event, os_days, os_event, any_scan, first_pd, sd_seen, confirmed, confirmed_cr,
+            g3_study, g3_day, worst, days_g3, qaly, cost, lines, study_tx_days, tx_death, fn_any, prog_logv,
+            prog_doomed, prog_texp_u, logv, doomed, depth, texp_u,
+        ))
     # classes these rows never received keep their starting exposure (0 unless ``start``)
     prog_texp = texp.clone()
     prog_texp[:, used_k] = prog_texp_u
@@ -757,16 +812,20 @@ def simulate(
     )
 
 
+# drop finished rows once at most this share of the rows simulated is still live (each drop
+# gathers every row tensor once: about the cost of a day)
+COMPACT_SHARE = 0.9
 STEADY_RTOL = 1e-12  # a row this close to its Friberg steady state, without drug, is left there
 
 
 def _immune_gated(
-    potency: torch.Tensor, immune_k: torch.Tensor, lat: Latent, with_chemo: torch.Tensor, progressed: torch.Tensor
+    potency: torch.Tensor, immune_k: torch.Tensor, responder: torch.Tensor, with_chemo: torch.Tensor, progressed: torch.Tensor
 ) -> torch.Tensor:
     """``potency`` (rows, used classes) with the immune classes zeroed in the rows that do not
-    respond in the context of their line (``latent.IMMUNE_CONTEXTS`` column index)."""
+    respond in the context of their line (``responder``: ``Latent.immune_context_responder``, column
+    ``latent.IMMUNE_CONTEXTS`` index)."""
     context = with_chemo.to(torch.int64) + 2 * progressed.to(torch.int64)
-    responds = lat.immune_context_responder.gather(1, context.unsqueeze(1))
+    responds = responder.gather(1, context.unsqueeze(1))
     return torch.where(immune_k.unsqueeze(0) & ~responds, torch.zeros_like(potency), potency)
 
 
@@ -793,26 +852,63 @@ def _friberg_rk4(fr: torch.Tensor, effect: torch.Tensor, circ0: torch.Tensor, su
     """``toxicity.friberg_step`` over one day, written on the five compartments separately.
 
     Same equations and RK4 scheme (Friberg 2002, brief §3.1), without stacking the state on every
-    evaluation; tests/nsclc/test_simulator.py compares it with ``toxicity.friberg_step``.
+    evaluation; tests/nsclc/test_simulator.py compares it with ``toxicity.friberg_step``. The
+    arithmetic runs in place in buffers allocated once per call, in the order of the plain form
+    (k1 = f(y), y + (h/2) k1, ..., y + (h/6)((k1 + 2 k2) + 2 k3) + k4), so the result is the same
+    to the bit; this is the simulator's most frequent step (about 350 tensor operations per day).
     """
     ome = 1.0 - effect.clamp(0.0, MAX_DRUG_EFFECT)
     k = 4.0 * 24.0 / toxicity.FRIBERG_MTT_H
     g = toxicity.FRIBERG_GAMMA
     log_c0 = torch.log(circ0)
-    y = list(fr.unbind(1))
+    y = [c.clone() for c in fr.unbind(1)]
+    slopes = [[torch.empty_like(log_c0) for _ in range(5)] for _ in range(4)]
+    y_stage = [torch.empty_like(log_c0) for _ in range(5)]
+    tmp, tmp2 = torch.empty_like(log_c0), torch.empty_like(log_c0)
 
-    def rhs(p, a, b, c, q):
-        fb = torch.exp(g * (log_c0 - torch.log(q.clamp(min=1e-9))))
-        return (k * p * (ome * fb - 1.0), k * (p - a), k * (a - b), k * (b - c), k * (c - q))
+    def rhs(p: list[torch.Tensor], out: list[torch.Tensor]) -> None:
+        # feedback (Circ0 / Circ)^gamma as exp(gamma (log Circ0 - log Circ))
+        torch.clamp(p[4], min=1e-9, out=tmp)
+        tmp.log_()
+        torch.sub(log_c0, tmp, out=tmp)
+        tmp.mul_(g).exp_()
+        tmp.mul_(ome).sub_(1.0)
+        torch.mul(p[0], k, out=out[0]).mul_(tmp)  # k Prol ((1 - E) feedback - 1)
+        for j in range(1, 5):  # transit compartments and circulation: k (previous - this)
+            torch.sub(p[j - 1], p[j], out=out[j]).mul_(k)
+
+    def stage(slope: list[torch.Tensor], step: float) -> list[torch.Tensor]:
+        for j in range(5):
+            torch.mul(slope[j], step, out=y_stage[j]).add_(y[j])
+        return y_stage
 
     h = 1.0 / substeps
     for _ in range(substeps):
-        k1 = rhs(*y)
-        k2 = rhs(*(yi + 0.5 * h * ki for yi, ki in zip(y, k1)))
-        k3 = rhs(*(yi + 0.5 * h * ki for yi, ki in zip(y, k2)))
-        k4 = rhs(*(yi + h * ki for yi, ki in zip(y, k3)))
-        y = [yi + (h / 6.0) * (a + 2.0 * b + 2.0 * c + d) for yi, a, b, c, d in zip(y, k1, k2, k3, k4)]
+        k1, k2, k3, k4 = slopes
+        rhs(y, k1)
+        rhs(stage(k1, 0.5 * h), k2)
+        rhs(stage(k2, 0.5 * h), k3)
+        rhs(stage(k3, h), k4)
+        for j in range(5):
+            torch.mul(k2[j], 2.0, out=tmp).add_(k1[j])
+            tmp.add_(torch.mul(k3[j], 2.0, out=tmp2)).add_(k4[j]).mul_(h / 6.0)
+            y[j].add_(tmp)
     return torch.stack(y, dim=1)
+
+
+def _take(keep: torch.Tensor, *tensors: torch.Tensor | None) -> tuple:
+    """The rows ``keep`` of each tensor (None stays None)."""
+    return tuple(None if x is None else x[keep] for x in tensors)
+
+
+def _store(results: list | None, rows: torch.Tensor, parts: tuple) -> list:
+    """``results`` (full-size tensors) with ``parts`` (the rows still simulated) written at ``rows``;
+    before any row is dropped, ``parts`` themselves (later steps replace them, never write into them)."""
+    if results is None:
+        return list(parts)
+    for full, part in zip(results, parts):
+        full[rows] = part
+    return results
 
 
 def _seen(logv: torch.Tensor, doomed: torch.Tensor, track: bool) -> torch.Tensor:
@@ -842,22 +938,27 @@ class _Recorder:
         self.drugs = torch.zeros((days, n), dtype=torch.int32, device=dev)
         self.alive = torch.zeros((days, n), dtype=torch.bool, device=dev)
         self.last = days
+        self.rows: torch.Tensor | slice = slice(None)  # the rows still simulated
+
 
     def scan(self, t: int, m: torch.Tensor, code: torch.Tensor, alive: torch.Tensor) -> None:
-        self.meas[t] = torch.where(alive, m, self.meas[t])
-        self.code[t] = torch.where(alive, code.to(torch.int8), self.code[t])
+        r = self.rows
+        self.meas[t, r] = torch.where(alive, m, self.meas[t, r])
+        self.code[t, r] = torch.where(alive, code.to(torch.int8), self.code[t, r])
 
     def day(self, t, logv, anc, reg, line, alive) -> None:
         """State at the start of day ``t``."""
-        self.sld[t] = torch.where(alive, log_volume_to_sld(logv), self.sld[t])
-        self.anc[t] = torch.where(alive, anc, self.anc[t])
-        self.reg[t] = torch.where(alive, reg.to(torch.int16), self.reg[t])
-        self.line[t] = torch.where(alive, line.to(torch.int8), self.line[t])
-        self.alive[t] = alive
+        r = self.rows
+        self.sld[t, r] = torch.where(alive, log_volume_to_sld(logv), self.sld[t, r])
+        self.anc[t, r] = torch.where(alive, anc, self.anc[t, r])
+        self.reg[t, r] = torch.where(alive, reg.to(torch.int16), self.reg[t, r])
+        self.line[t, r] = torch.where(alive, line.to(torch.int8), self.line[t, r])
+        self.alive[t, r] = alive
 
     def drugs_of_day(self, t, dose, bit, alive) -> None:
         """Drugs given on day ``t`` (after a progression scan that day: the new line's)."""
-        self.drugs[t] = torch.where(alive, ((dose > 0).to(torch.int32) * bit).sum(1).to(torch.int32), self.drugs[t])
+        r = self.rows
+        self.drugs[t, r] = torch.where(alive, ((dose > 0).to(torch.int32) * bit).sum(1).to(torch.int32), self.drugs[t, r])
 
     def finish(self) -> Record:
         return Record(self.sld, self.meas, self.code, self.anc, self.reg, self.line, self.drugs, self.alive)

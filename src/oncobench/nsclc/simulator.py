@@ -361,7 +361,7 @@ def simulate(
     class_m = T.class_matrix[used_d][:, used_k]
     myelo = T.myelo[used_d]
     price = T.price[used_d]
-    iv_drug = T.iv_drug[used_d]
+    iv_drug = T.iv_drug[used_d].to(f64)
     inv_ref = T.inv_ref_amount[used_d]
     bits = T.bit[used_d]
     nonheme = T.nonheme[used_k]
@@ -598,7 +598,7 @@ def simulate(
         dose = dose_tab[reg, ph, cday]  # (rows, used drugs) in regimen units
         cap = max_cyc_tab[reg, ph]
         allowed = (cap < 0) | (cycle.unsqueeze(1) < cap)
-        dose = torch.where(give.unsqueeze(1) & allowed, dose * mult * factor, torch.zeros_like(dose))
+        dose = dose.mul_(mult).mul_(factor).masked_fill_(~(give.unsqueeze(1) & allowed), 0.0)
         rt_gy = dose[:, rt_pos] if rt_pos is not None else None
         # ---- cycle bookkeeping ---------------------------------------------------------------
         delay = torch.where(held, delay + 1, torch.where(give & cycle_start, torch.zeros_like(delay), delay))
@@ -623,7 +623,7 @@ def simulate(
             cls_int[:, rt_k] = (rt_gy > 0).to(f64)
         # ---- tumour -------------------------------------------------------------------------
         active = (cls_int > 1e-3) & alive.unsqueeze(1)  # a dead patient is exposed to nothing
-        kill = (potency_line * cls_int * resist).sum(1)
+        kill = torch.mul(potency_line, cls_int).mul_(resist).sum(1)
         resist = torch.where(active, resist * res_decay, resist)
         texp_u += active
         step = growth - kill
@@ -709,7 +709,7 @@ def simulate(
             progressed_any, responding & ~progressed_any, anc_grade >= 3, fn_left > 0, nonheme_left > 0
         )
         qaly += torch.where(alive, util, torch.zeros_like(util)) * w_t
-        iv_visit = ((dose > 0) & iv_drug).any(1)
+        iv_visit = (dose @ iv_drug) > 0  # doses are >= 0: any IV drug given today
         day_cost = dose @ price + cost_iv * iv_visit
         if rt_gy is not None:
             day_cost = day_cost + cost_rt * (rt_gy > 0)

@@ -510,10 +510,14 @@ def simulate(
         for i, days_ in enumerate(schedule.row_scan_days):
             scan_table[i, [d for d in days_ if 0 < d < schedule.days]] = True
         row_schedule = schedule.row_schedule.to(dev)
+    max_phase = dose_tab.shape[1] - 1
     rec = _Recorder(schedule.days, n, dev) if schedule.record else None
+    # the regimen's and the phase's rules of each row, gathered when its line or phase changes
+    # rather than every day
+    r_hold, r_delay, r_phases, r_days = _regimen_rules(T, reg)
+    p_length, p_cycles, p_cap = _phase_rules(T, max_cyc_tab, reg, phase.clamp(max=max_phase))
     rows = torch.arange(n, device=dev)  # the original index of each row still simulated
     results = None  # full-size results, once rows have been dropped
-    max_phase = dose_tab.shape[1] - 1
     event_days = int(tox["nonheme_event_days"])
 
     # discounted years of each day (NICE: annual rate, continuous within the year)
@@ -582,6 +586,9 @@ def simulate(
             baseline_mm = torch.where(moving, m, baseline_mm)
             nadir_mm = torch.where(moving, m, nadir_mm)
             last_code = torch.where(moving, torch.full_like(last_code, SD), last_code)
+            i = torch.nonzero(moving).squeeze(1)
+            r_hold[i], r_delay[i], r_phases[i], r_days[i] = _regimen_rules(T, reg[i])
+            p_length[i], p_cycles[i], p_cap[i] = _phase_rules(T, max_cyc_tab, reg[i], phase[i])
             if has_immune:
                 # a line without PD-(L)1 blockade keeps the gate of the line that gave it: the
                 # antibody still circulating (half-lives of weeks) acts in the context it was given in
@@ -593,25 +600,27 @@ def simulate(
         ph = phase.clamp(max=max_phase)
         anc = fr[:, 4]
         cycle_start = cday == 0
-        held = treating & cycle_start & (anc < T.hold_anc[reg])
+        held = treating & cycle_start & (anc < r_hold)
         give = treating & ~held
         dose = dose_tab[reg, ph, cday]  # (rows, used drugs) in regimen units
-        cap = max_cyc_tab[reg, ph]
-        allowed = (cap < 0) | (cycle.unsqueeze(1) < cap)
+        allowed = (p_cap < 0) | (cycle.unsqueeze(1) < p_cap)
         dose = dose.mul_(mult).mul_(factor).masked_fill_(~(give.unsqueeze(1) & allowed), 0.0)
         rt_gy = dose[:, rt_pos] if rt_pos is not None else None
         # ---- cycle bookkeeping ---------------------------------------------------------------
         delay = torch.where(held, delay + 1, torch.where(give & cycle_start, torch.zeros_like(delay), delay))
-        stop = held & (delay > T.max_delay[reg])
+        stop = held & (delay > r_delay)
         cday = torch.where(give, cday + 1, cday)
-        wrap = give & (cday >= T.cycle_days[reg, ph])
+        wrap = give & (cday >= p_length)
         cday = torch.where(wrap, torch.zeros_like(cday), cday)
         cycle = torch.where(wrap, cycle + 1, cycle)
-        next_phase = wrap & (T.cycles[reg, ph] >= 0) & (cycle >= T.cycles[reg, ph])
+        next_phase = wrap & (p_cycles >= 0) & (cycle >= p_cycles)
         phase = torch.where(next_phase, phase + 1, phase)
         cycle = torch.where(next_phase, torch.zeros_like(cycle), cycle)
-        done = phase >= T.n_phases[reg]
-        capped = (T.max_treatment_days[reg] >= 0) & (t + 1 - line_start >= T.max_treatment_days[reg])
+        if bool(next_phase.any()):
+            i = torch.nonzero(next_phase).squeeze(1)
+            p_length[i], p_cycles[i], p_cap[i] = _phase_rules(T, max_cyc_tab, reg[i], phase[i].clamp(max=max_phase))
+        done = phase >= r_phases
+        capped = (r_days >= 0) & (t + 1 - line_start >= r_days)
         on_tx = on_tx & ~stop & ~done & ~capped
         study_tx_days += (treating & (line_idx == 0)).to(torch.int64)
         # ---- pharmacokinetics -> exposure -----------------------------------------------------
@@ -748,12 +757,12 @@ def simulate(
                 alive, reg, on_tx, phase, cycle, cday, delay, line_idx, line_start, factor, amount, resist,
                 potency_line, fr, H_death, E_death, H_ae, n_ae, E_ae, H_fn, n_fn, E_fn, H_nl, E_nl,
                 new_lesion, baseline_mm, nadir_mm, last_code, progressed_any, line_base_logv, nonheme_left,
-                fn_left, first_resp,
+                fn_left, first_resp, r_hold, r_delay, r_phases, r_days, p_length, p_cycles, p_cap,
             ) = _take(keep,
                 alive, reg, on_tx, phase, cycle, cday, delay, line_idx, line_start, factor, amount, resist,
                 potency_line, fr, H_death, E_death, H_ae, n_ae, E_ae, H_fn, n_fn, E_fn, H_nl, E_nl,
                 new_lesion, baseline_mm, nadir_mm, last_code, progressed_any, line_base_logv, nonheme_left,
-                fn_left, first_resp,
+                fn_left, first_resp, r_hold, r_delay, r_phases, r_days, p_length, p_cycles, p_cap,
             )
             (
                 alpha, mult, decay_row, mean_factor, potency_row, growth, base_log_h, log_cure, circ0, cross,
@@ -894,6 +903,17 @@ def _friberg_rk4(fr: torch.Tensor, effect: torch.Tensor, circ0: torch.Tensor, su
             tmp.add_(torch.mul(k3[j], 2.0, out=tmp2)).add_(k4[j]).mul_(h / 6.0)
             y[j].add_(tmp)
     return torch.stack(y, dim=1)
+
+
+def _regimen_rules(T: Tables, reg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per row of regimen ``reg``: ANC to hold a cycle start, longest delay, phases, longest course."""
+    return T.hold_anc[reg], T.max_delay[reg], T.n_phases[reg], T.max_treatment_days[reg]
+
+
+def _phase_rules(T: Tables, max_cycles: torch.Tensor, reg: torch.Tensor, ph: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per row in phase ``ph`` of regimen ``reg``: cycle length, cycles (-1 = until progression),
+    and each used drug's cycle cap (``max_cycles``: the drug-cycle cap table on the used drugs)."""
+    return T.cycle_days[reg, ph], T.cycles[reg, ph], max_cycles[reg, ph]
 
 
 def _take(keep: torch.Tensor, *tensors: torch.Tensor | None) -> tuple:
